@@ -1,0 +1,95 @@
+# inferd -- build, test and run. `make help` lists the targets.
+CC ?= cc
+CXX ?= g++
+PKGS := libmicrohttpd libcjson libproc2
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS ?= -O2 -g
+WARN := -std=c11 -Wall -Wextra -Werror
+ALL_CFLAGS = $(WARN) -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS := $(PKG_LIBS) -lpthread -ldl -lm
+
+# The shim is built against Debian's libtorch-dev unless LIBTORCH names an
+# unpacked official libtorch distribution (e.g. third_party/libtorch).
+ifdef LIBTORCH
+TORCH_CFLAGS := -I$(LIBTORCH)/include -I$(LIBTORCH)/include/torch/csrc/api/include -D_GLIBCXX_USE_CXX11_ABI=1
+TORCH_LIBS := -L$(LIBTORCH)/lib -Wl,-rpath,$(abspath $(LIBTORCH))/lib -ltorch -ltorch_cpu -lc10
+else
+TORCH_CFLAGS := -I/usr/include/torch/csrc/api/include
+TORCH_LIBS := -ltorch -ltorch_cpu -lc10
+endif
+CXXFLAGS ?= -O2 -g
+ALL_CXXFLAGS = -std=c++17 -fPIC -Wall -Wextra -Werror -Iinclude $(TORCH_CFLAGS) $(CXXFLAGS)
+
+SRCS := $(wildcard src/*.c)
+OBJS := $(SRCS:src/%.c=build/obj/%.o)
+LIB_OBJS := $(filter-out build/obj/main.o,$(OBJS))
+ASAN_OBJS := $(SRCS:src/%.c=build/asan/%.o)
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
+
+.PHONY: all deps run test unit integration asan clean help format models
+
+all: build/inferd build/libinferd_torch.so
+
+help:
+	@echo "make          build build/inferd and build/libinferd_torch.so"
+	@echo "make run      install missing packages, build, serve models/demo.pt"
+	@echo "make test     install missing packages, build, run every test"
+	@echo "make asan     build build/asan/inferd with ASan + UBSan"
+	@echo "make LIBTORCH=/path/to/libtorch   build the shim against it"
+
+deps:
+	@scripts/install-deps.sh
+
+build/obj/%.o: src/%.c $(wildcard include/inferd/*.h) memory_config.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+build/inferd: $(OBJS)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
+build/libinferd_torch.so: src/backend_torch.cpp include/inferd/backend.h
+	@mkdir -p build
+	$(CXX) $(ALL_CXXFLAGS) -shared $< -o $@ $(TORCH_LIBS)
+
+build/asan/%.o: src/%.c $(wildcard include/inferd/*.h) memory_config.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN) -c $< -o $@
+
+build/asan/inferd: $(ASAN_OBJS)
+	$(CC) $(ALL_CFLAGS) $(SAN) $^ -o $@ $(LDLIBS)
+
+asan: build/asan/inferd
+
+build/tests/%: tests/unit/%.c $(LIB_OBJS:build/obj/%=build/asan/%)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(SAN) $^ -o $@ $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+models:
+	/usr/bin/python3 tests/fixtures/make_models.py build/models
+
+integration: all asan models
+	INFERD_BIN=$(CURDIR)/build/inferd INFERD_ASAN_BIN=$(CURDIR)/build/asan/inferd \
+	INFERD_MODELS=$(CURDIR)/build/models \
+	/usr/bin/python3 -m pytest -q tests/integration
+
+test: deps
+	$(MAKE) all asan
+	$(MAKE) unit
+	$(MAKE) integration
+
+run: deps
+	$(MAKE) all
+	MODEL_PATH=$${MODEL_PATH:-models/demo.pt} ./build/inferd
+
+format:
+	clang-format -i src/*.c include/inferd/*.h src/*.cpp tests/unit/*.c
+
+clean:
+	rm -rf build

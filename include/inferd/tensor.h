@@ -1,0 +1,43 @@
+/* tensor.h -- tensors to and from JSON: nested number arrays in, and the
+ * same shape of JSON text out, with the dtype names users write.
+ *
+ * Decoded tensors own a malloc'd buffer (tensor_free releases it). Error
+ * messages name the place in the input, e.g. "inputs[1] has 3 elements,
+ * expected 4". Thread-safe. */
+#ifndef INFERD_TENSOR_H
+#define INFERD_TENSOR_H
+
+#include <cJSON.h>
+#include <stddef.h>
+
+#include "inferd/backend.h"
+
+/* "float32" etc. (also "float", "double", "half", "long", "int"); -1 if
+ * unknown. */
+int tensor_dtype_parse(const char *name);
+const char *tensor_dtype_name(dtype_t dt);
+
+/* Decode a JSON number, bool or nested array into *out. where names the
+ * value in messages ("inputs", "inputs.a"). 0 or ERR_BAD_REQUEST. */
+int tensor_from_json(const cJSON *value, dtype_t dt, const char *where,
+                     backend_tensor *out, char *err, size_t errlen);
+
+/* Elements in a tensor (product of its shape). */
+size_t tensor_numel(const backend_tensor *t);
+
+/* The tensor's values as JSON text (nested arrays, or a scalar for a 0-dim
+ * or is_scalar tensor); malloc'd, NULL when out of memory. float32 values
+ * are written with the fewest digits that read back to the same float;
+ * NaN and infinities, which JSON lacks, become null. */
+char *tensor_to_json_text(const backend_tensor *t);
+
+/* The shape as a JSON array. */
+cJSON *tensor_shape_json(const backend_tensor *t);
+
+void tensor_free(backend_tensor *t);
+
+/* IEEE half <-> float, for float16 tensors. */
+float tensor_half_to_float(uint16_t h);
+uint16_t tensor_float_to_half(float f);
+
+#endif

@@ -1,0 +1,125 @@
+/* app.c -- the route table, and the shared pieces of the handlers: the
+ * suspend-run-resume of a blocking job, memory figures, model errors. */
+#include "inferd/app.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "inferd/error.h"
+
+app_state app;
+
+const route app_routes[] = {
+    {"GET", "/health", handle_health},
+    {"GET", "/memory", handle_memory},
+    {"POST", "/model/load", handle_model_load},
+    {"POST", "/model/unload", handle_model_unload},
+    {"POST", "/predict", handle_predict},
+};
+const size_t app_nroutes = sizeof app_routes / sizeof app_routes[0];
+
+double app_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef struct {
+    queue_job job; /* first: the queue hands us this pointer */
+    http_request *req;
+    void (*fn)(http_request *, void *);
+    void *arg;
+    void (*free_arg)(void *);
+} deferred;
+
+static void deferred_done(deferred *d) {
+    if (d->free_arg) d->free_arg(d->arg);
+    http_request *req = d->req;
+    free(d);
+    http_resume(req);
+}
+
+static void deferred_run(queue_job *j) {
+    deferred *d = (deferred *)j;
+    d->fn(d->req, d->arg);
+    deferred_done(d);
+}
+
+static void deferred_reject(queue_job *j, int code) {
+    deferred *d = (deferred *)j;
+    http_reply_error(d->req, error_http_status(code),
+                     "the server is shutting down; retry on another "
+                     "instance");
+    deferred_done(d);
+}
+
+void app_defer(http_request *req, queue *q,
+               void (*fn)(http_request *, void *), void *arg,
+               void (*free_arg)(void *)) {
+    deferred *d = calloc(1, sizeof *d);
+    if (!d) {
+        if (free_arg) free_arg(arg);
+        http_reply_error(req, 500, "out of memory");
+        return;
+    }
+    d->job.run = deferred_run;
+    d->job.reject = deferred_reject;
+    d->req = req;
+    d->fn = fn;
+    d->arg = arg;
+    d->free_arg = free_arg;
+    /* Suspend before the push: a worker may resume as soon as it has it. */
+    http_suspend(req);
+    int rc = queue_push(q, &d->job);
+    if (rc == 0) return;
+    if (rc == ERR_BUSY) {
+        http_reply_error(req, 503,
+                         "the inference queue is full (QUEUE_CAPACITY); "
+                         "retry after a second");
+        http_reply_header(req, "Retry-After", "1");
+    } else {
+        http_reply_error(req, 503, "the server is shutting down");
+    }
+    deferred_done(d);
+}
+
+cJSON *app_memory_json(void) {
+    memory_process p;
+    memory_usage u;
+    memory_process_read(&p, NULL, 0);
+    memory_usage_read(&app.limit, &p, app.cfg->memory_warning_percent,
+                      app.cfg->memory_critical_percent, &u);
+    model_entry *e = model_find(NULL);
+    model_status st;
+    model_get_status(e, &st);
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddNumberToObject(m, "rss_mb", p.rss_mb);
+    cJSON_AddNumberToObject(m, "vms_mb", p.vms_mb);
+    cJSON_AddBoolToObject(m, "model_loaded", st.state == MODEL_LOADED);
+    cJSON_AddNumberToObject(m, "gpu_allocated_mb", 0.0);
+    cJSON_AddNumberToObject(m, "gpu_cached_mb", 0.0);
+    cJSON_AddNumberToObject(m, "rss_anon_mb", p.anon_mb);
+    cJSON_AddNumberToObject(m, "rss_file_mb", p.file_mb);
+    cJSON_AddNumberToObject(m, "peak_rss_mb", p.hwm_mb);
+    cJSON_AddNumberToObject(m, "limit_mb",
+                            (double)app.limit.limit_bytes / (1 << 20));
+    cJSON_AddStringToObject(m, "limit_source", app.limit.source);
+    cJSON_AddNumberToObject(m, "usage_mb", u.usage_mb);
+    cJSON_AddStringToObject(m, "usage_source", u.source);
+    cJSON_AddNumberToObject(m, "usage_percent", u.percent);
+    cJSON_AddStringToObject(m, "level", u.level);
+    cJSON_AddBoolToObject(m, "paging", st.paging);
+    return m;
+}
+
+void app_reply_model_error(http_request *req, int code, const model_err *err) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", err->msg);
+    if (code == ERR_NO_MEMORY) {
+        cJSON_AddNumberToObject(o, "needed_mb", err->needed_mb);
+        cJSON_AddNumberToObject(o, "free_mb", err->free_mb);
+        cJSON_AddNumberToObject(o, "limit_mb", err->limit_mb);
+    }
+    http_reply_json(req, error_http_status(code), o);
+}

@@ -1,0 +1,381 @@
+/* tensor.c -- decodes JSON nested arrays into tensor buffers and encodes
+ * tensors back into JSON text. */
+#include "inferd/tensor.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "inferd/error.h"
+
+static const struct {
+    const char *name;
+    dtype_t dt;
+} dtype_names[] = {
+    {"float32", DTYPE_FLOAT32}, {"float", DTYPE_FLOAT32},
+    {"float64", DTYPE_FLOAT64}, {"double", DTYPE_FLOAT64},
+    {"float16", DTYPE_FLOAT16}, {"half", DTYPE_FLOAT16},
+    {"int64", DTYPE_INT64},     {"long", DTYPE_INT64},
+    {"int32", DTYPE_INT32},     {"int", DTYPE_INT32},
+    {"int16", DTYPE_INT16},     {"int8", DTYPE_INT8},
+    {"uint8", DTYPE_UINT8},     {"bool", DTYPE_BOOL},
+};
+
+int tensor_dtype_parse(const char *name) {
+    for (size_t i = 0; i < sizeof dtype_names / sizeof dtype_names[0]; i++)
+        if (!strcasecmp(name, dtype_names[i].name)) return dtype_names[i].dt;
+    return -1;
+}
+
+const char *tensor_dtype_name(dtype_t dt) {
+    static const char *names[DTYPE_COUNT] = {
+        "float32", "float64", "float16", "int64", "int32",
+        "int16",   "int8",    "uint8",   "bool"};
+    return (unsigned)dt < DTYPE_COUNT ? names[dt] : "unknown";
+}
+
+size_t tensor_numel(const backend_tensor *t) {
+    size_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= (size_t)t->shape[i];
+    return n;
+}
+
+void tensor_free(backend_tensor *t) {
+    free(t->data);
+    t->data = NULL;
+}
+
+/* ---------------------------------------------------------------- half */
+
+float tensor_half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: normalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) man <<= 1, exp--;
+            bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000 | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t tensor_float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
+    uint32_t man = x & 0x7fffff;
+    if (((x >> 23) & 0xff) == 0xff) /* inf or nan */
+        return sign | 0x7c00 | (man ? 0x200 : 0);
+    if (exp >= 31) return sign | 0x7c00;
+    if (exp <= 0) {
+        if (exp < -10) return sign;
+        man |= 0x800000;
+        uint32_t shift = (uint32_t)(14 - exp);
+        uint16_t h = (uint16_t)(man >> shift);
+        uint32_t rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return sign | h;
+    }
+    uint16_t h = (uint16_t)(sign | (exp << 10) | (man >> 13));
+    uint32_t rem = man & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return h;
+}
+
+/* -------------------------------------------------------------- decode */
+
+typedef struct {
+    dtype_t dt;
+    size_t esize;
+    char *data;
+    size_t next; /* index of the next element */
+    char *err;
+    size_t errlen;
+} decoder;
+
+/* Store one JSON leaf as element d->next. path names it for errors. */
+static int put_leaf(decoder *d, const cJSON *v, const char *path) {
+    double x;
+    if (cJSON_IsBool(v)) {
+        x = cJSON_IsTrue(v) ? 1 : 0;
+    } else if (cJSON_IsNumber(v)) {
+        x = v->valuedouble;
+    } else {
+        return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
+                         "%s is %s, expected a number", path,
+                         cJSON_IsNull(v)     ? "null"
+                         : cJSON_IsString(v) ? "a string"
+                         : cJSON_IsObject(v) ? "an object"
+                                             : "not a number");
+    }
+    char *p = d->data + d->next * d->esize;
+    d->next++;
+    static const double lo[] = {0, 0, 0, -9223372036854775808.0, -2147483648.0,
+                                -32768, -128, 0, 0};
+    static const double hi[] = {0, 0, 0, 9223372036854775807.0, 2147483647.0,
+                                32767, 127, 255, 1};
+    switch (d->dt) {
+    case DTYPE_FLOAT32: {
+        float f = (float)x;
+        if (isinf(f))
+            return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
+                             "%s = %g is out of range for float32", path, x);
+        memcpy(p, &f, 4);
+        return 0;
+    }
+    case DTYPE_FLOAT64: memcpy(p, &x, 8); return 0;
+    case DTYPE_FLOAT16: {
+        if (fabs(x) > 65504.0)
+            return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
+                             "%s = %g is out of range for float16", path, x);
+        uint16_t h = tensor_float_to_half((float)x);
+        memcpy(p, &h, 2);
+        return 0;
+    }
+    default: break;
+    }
+    if (x != floor(x) || x < lo[d->dt] || x > hi[d->dt] ||
+        (d->dt == DTYPE_INT64 && x >= 9223372036854775808.0))
+        return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
+                         "%s = %g is not %s for %s", path, x,
+                         x != floor(x) ? "an integer" : "in range",
+                         tensor_dtype_name(d->dt));
+    switch (d->dt) {
+    case DTYPE_INT64: {
+        /* valuedouble loses precision above 2^53; cJSON also keeps
+         * valueint, but only as int. Doubles are exact to 2^53. */
+        int64_t i = (int64_t)x;
+        memcpy(p, &i, 8);
+        break;
+    }
+    case DTYPE_INT32: {
+        int32_t i = (int32_t)x;
+        memcpy(p, &i, 4);
+        break;
+    }
+    case DTYPE_INT16: {
+        int16_t i = (int16_t)x;
+        memcpy(p, &i, 2);
+        break;
+    }
+    case DTYPE_INT8: *(int8_t *)p = (int8_t)x; break;
+    case DTYPE_UINT8: *(uint8_t *)p = (uint8_t)x; break;
+    case DTYPE_BOOL: *(uint8_t *)p = (uint8_t)(x != 0); break;
+    default: break;
+    }
+    return 0;
+}
+
+/* Walk v, which must have shape[depth..ndim). path grows with indices. */
+static int walk(decoder *d, const cJSON *v, const backend_tensor *t,
+                int depth, char *path, size_t plen) {
+    if (depth == t->ndim) {
+        if (cJSON_IsArray(v))
+            return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
+                             "%s is an array, expected a number (the array "
+                             "is ragged: deeper here than at its first "
+                             "element)",
+                             path);
+        return put_leaf(d, v, path);
+    }
+    if (!cJSON_IsArray(v))
+        return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
+                         "%s is not an array, expected %lld elements (the "
+                         "array is ragged)",
+                         path, (long long)t->shape[depth]);
+    int64_t n = cJSON_GetArraySize(v);
+    if (n != t->shape[depth])
+        return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
+                         "%s has %lld elements, expected %lld (the array is "
+                         "ragged)",
+                         path, (long long)n, (long long)t->shape[depth]);
+    size_t used = strlen(path);
+    int64_t i = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
+        snprintf(path + used, plen - used, "[%lld]", (long long)i);
+        int rc = walk(d, c, t, depth + 1, path, plen);
+        if (rc) return rc;
+    }
+    path[used] = '\0';
+    return 0;
+}
+
+int tensor_from_json(const cJSON *value, dtype_t dt, const char *where,
+                     backend_tensor *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    out->dtype = dt;
+    /* The shape is read down the first elements; walk() then checks that
+     * every other element agrees. */
+    const cJSON *v = value;
+    while (cJSON_IsArray(v)) {
+        if (out->ndim == BACKEND_MAX_DIMS)
+            return error_set(err, errlen, ERR_BAD_REQUEST,
+                             "%s has more than %d dimensions", where,
+                             BACKEND_MAX_DIMS);
+        out->shape[out->ndim++] = cJSON_GetArraySize(v);
+        v = v->child;
+    }
+    size_t numel = tensor_numel(out), esize = backend_dtype_size(dt);
+    out->nbytes = numel * esize;
+    out->data = malloc(out->nbytes ? out->nbytes : 1);
+    if (!out->data)
+        return error_set(err, errlen, ERR_INTERNAL, "out of memory");
+    decoder d = {dt, esize, out->data, 0, err, errlen};
+    char path[BACKEND_MAX_DIMS * 24 + 128];
+    snprintf(path, sizeof path, "%s", where);
+    int rc = walk(&d, value, out, 0, path, sizeof path);
+    if (rc) tensor_free(out);
+    return rc;
+}
+
+/* -------------------------------------------------------------- encode */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_reserve(sbuf *b, size_t n) {
+    if (b->oom || b->len + n < b->cap) return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap <= b->len + n) cap *= 2;
+    char *nb = realloc(b->buf, cap);
+    if (!nb) {
+        b->oom = 1;
+        return;
+    }
+    b->buf = nb;
+    b->cap = cap;
+}
+
+static void sb_putc(sbuf *b, char c) {
+    sb_reserve(b, 1);
+    if (!b->oom) b->buf[b->len++] = c;
+}
+
+static void sb_puts(sbuf *b, const char *s, size_t n) {
+    sb_reserve(b, n);
+    if (b->oom) return;
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+}
+
+/* The shortest %g text that reads back to the same float. */
+static int format_float(char *out, size_t len, float f) {
+    int n = 0;
+    for (int prec = 6; prec <= 9; prec++) {
+        n = snprintf(out, len, "%.*g", prec, (double)f);
+        if (strtof(out, NULL) == f) break;
+    }
+    return n;
+}
+
+static int format_double(char *out, size_t len, double x) {
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(out, len, "%.*g", prec, x);
+        if (strtod(out, NULL) == x) break;
+    }
+    return n;
+}
+
+static void put_elem(sbuf *b, const backend_tensor *t, size_t i) {
+    char num[40];
+    int n;
+    const char *p = (const char *)t->data + i * backend_dtype_size(t->dtype);
+    switch (t->dtype) {
+    case DTYPE_FLOAT32:
+    case DTYPE_FLOAT16: {
+        float f;
+        if (t->dtype == DTYPE_FLOAT16) {
+            uint16_t h;
+            memcpy(&h, p, 2);
+            f = tensor_half_to_float(h);
+        } else {
+            memcpy(&f, p, 4);
+        }
+        if (!isfinite(f)) return sb_puts(b, "null", 4);
+        n = format_float(num, sizeof num, f);
+        break;
+    }
+    case DTYPE_FLOAT64: {
+        double x;
+        memcpy(&x, p, 8);
+        if (!isfinite(x)) return sb_puts(b, "null", 4);
+        n = format_double(num, sizeof num, x);
+        break;
+    }
+    case DTYPE_INT64: {
+        int64_t x;
+        memcpy(&x, p, 8);
+        n = snprintf(num, sizeof num, "%lld", (long long)x);
+        break;
+    }
+    case DTYPE_INT32: {
+        int32_t x;
+        memcpy(&x, p, 4);
+        n = snprintf(num, sizeof num, "%d", x);
+        break;
+    }
+    case DTYPE_INT16: {
+        int16_t x;
+        memcpy(&x, p, 2);
+        n = snprintf(num, sizeof num, "%d", x);
+        break;
+    }
+    case DTYPE_INT8: n = snprintf(num, sizeof num, "%d", *(const int8_t *)p); break;
+    case DTYPE_UINT8: n = snprintf(num, sizeof num, "%u", *(const uint8_t *)p); break;
+    case DTYPE_BOOL:
+        if (*p) return sb_puts(b, "true", 4);
+        return sb_puts(b, "false", 5);
+    default: n = snprintf(num, sizeof num, "null"); break;
+    }
+    sb_puts(b, num, (size_t)n);
+}
+
+static void encode(sbuf *b, const backend_tensor *t, int depth, size_t *i) {
+    if (depth == t->ndim) {
+        put_elem(b, t, (*i)++);
+        return;
+    }
+    sb_putc(b, '[');
+    for (int64_t k = 0; k < t->shape[depth]; k++) {
+        if (k) sb_putc(b, ',');
+        encode(b, t, depth + 1, i);
+    }
+    sb_putc(b, ']');
+}
+
+char *tensor_to_json_text(const backend_tensor *t) {
+    sbuf b = {0};
+    size_t i = 0;
+    sb_reserve(&b, tensor_numel(t) * 8 + 16);
+    encode(&b, t, 0, &i);
+    sb_putc(&b, '\0');
+    if (b.oom) {
+        free(b.buf);
+        return NULL;
+    }
+    return b.buf;
+}
+
+cJSON *tensor_shape_json(const backend_tensor *t) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < t->ndim; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber((double)t->shape[i]));
+    return a;
+}
