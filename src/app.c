@@ -2,6 +2,7 @@
  * suspend-run-resume of a blocking job, memory figures, model errors. */
 #include "inferd/app.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,6 +19,10 @@ const route app_routes[] = {
     {"POST", "/predict", handle_predict},
 };
 const size_t app_nroutes = sizeof app_routes / sizeof app_routes[0];
+
+void app_add_num(cJSON *obj, const char *key, double x) {
+    cJSON_AddNumberToObject(obj, key, round(x * 100.0) / 100.0);
+}
 
 double app_now(void) {
     struct timespec ts;
@@ -94,20 +99,20 @@ cJSON *app_memory_json(void) {
     model_status st;
     model_get_status(e, &st);
     cJSON *m = cJSON_CreateObject();
-    cJSON_AddNumberToObject(m, "rss_mb", p.rss_mb);
-    cJSON_AddNumberToObject(m, "vms_mb", p.vms_mb);
+    app_add_num(m, "rss_mb", p.rss_mb);
+    app_add_num(m, "vms_mb", p.vms_mb);
     cJSON_AddBoolToObject(m, "model_loaded", st.state == MODEL_LOADED);
-    cJSON_AddNumberToObject(m, "gpu_allocated_mb", 0.0);
-    cJSON_AddNumberToObject(m, "gpu_cached_mb", 0.0);
-    cJSON_AddNumberToObject(m, "rss_anon_mb", p.anon_mb);
-    cJSON_AddNumberToObject(m, "rss_file_mb", p.file_mb);
-    cJSON_AddNumberToObject(m, "peak_rss_mb", p.hwm_mb);
-    cJSON_AddNumberToObject(m, "limit_mb",
+    app_add_num(m, "gpu_allocated_mb", 0.0);
+    app_add_num(m, "gpu_cached_mb", 0.0);
+    app_add_num(m, "rss_anon_mb", p.anon_mb);
+    app_add_num(m, "rss_file_mb", p.file_mb);
+    app_add_num(m, "peak_rss_mb", p.hwm_mb);
+    app_add_num(m, "limit_mb",
                             (double)app.limit.limit_bytes / (1 << 20));
     cJSON_AddStringToObject(m, "limit_source", app.limit.source);
-    cJSON_AddNumberToObject(m, "usage_mb", u.usage_mb);
+    app_add_num(m, "usage_mb", u.usage_mb);
     cJSON_AddStringToObject(m, "usage_source", u.source);
-    cJSON_AddNumberToObject(m, "usage_percent", u.percent);
+    app_add_num(m, "usage_percent", u.percent);
     cJSON_AddStringToObject(m, "level", u.level);
     cJSON_AddBoolToObject(m, "paging", st.paging);
     return m;
@@ -117,9 +122,9 @@ void app_reply_model_error(http_request *req, int code, const model_err *err) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "error", err->msg);
     if (code == ERR_NO_MEMORY) {
-        cJSON_AddNumberToObject(o, "needed_mb", err->needed_mb);
-        cJSON_AddNumberToObject(o, "free_mb", err->free_mb);
-        cJSON_AddNumberToObject(o, "limit_mb", err->limit_mb);
+        app_add_num(o, "needed_mb", err->needed_mb);
+        app_add_num(o, "free_mb", err->free_mb);
+        app_add_num(o, "limit_mb", err->limit_mb);
     }
     http_reply_json(req, error_http_status(code), o);
 }

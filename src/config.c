@@ -25,6 +25,7 @@ typedef struct {
     long min, max;       /* T_INT bounds */
     const char *choices; /* T_ENUM: "a|b|c", the index is stored */
     const char *help;
+    int secret; /* never logged */
 } setting;
 
 #define F(field) offsetof(config, field)
@@ -32,60 +33,73 @@ typedef struct {
 /* The single source of truth for every setting. */
 static const setting settings[] = {
     {"PORT", "--port", T_INT, F(port), "8000", 1, 65535, NULL,
-     "TCP port to listen on (Render sets PORT)"},
+     "TCP port to listen on (Render sets PORT)", 0},
     {"HOST", "--host", T_STR, F(host), "0.0.0.0", 0, 0, NULL,
-     "address to bind"},
+     "address to bind", 0},
     {"MODEL_PATH", "--model-path", T_STR, F(model_path), "", 0, 0, NULL,
-     "TorchScript file to serve"},
+     "TorchScript file to serve", 0},
     {"MODEL_NAME", "--model-name", T_STR, F(model_name), "", 0, 0, NULL,
-     "model name (default: MODEL_PATH's base name without extension)"},
+     "model name (default: MODEL_PATH's base name without extension)", 0},
     {"LAZY_LOADING", "--lazy-loading", T_BOOL, F(lazy_loading), "true", 0, 0,
-     NULL, "load the model on the first request that needs it"},
+     NULL, "load the model on the first request that needs it", 0},
     {"ENVIRONMENT", "--environment", T_ENUM, F(environment), "production", 0,
      0, "production|development",
-     "production forces lazy loading and closes admin endpoints"},
+     "production forces lazy loading and closes admin endpoints", 0},
     {"MEMORY_LIMIT_MB", "--memory-limit-mb", T_INT, F(memory_limit_mb), "0",
-     0, 1 << 24, NULL, "memory limit in MB; 0 = cgroup limit, else 512"},
+     0, 1 << 24, NULL, "memory limit in MB; 0 = cgroup limit, else 512", 0},
     {"MEMORY_WARNING_PERCENT", "--memory-warning-percent", T_INT,
      F(memory_warning_percent), STR(MEMCFG_WARNING_PERCENT), 1, 100, NULL,
-     "share of the limit reported as level \"warning\""},
+     "share of the limit reported as level \"warning\"", 0},
     {"MEMORY_CRITICAL_PERCENT", "--memory-critical-percent", T_INT,
      F(memory_critical_percent), STR(MEMCFG_CRITICAL_PERCENT), 1, 100, NULL,
-     "share of the limit reported as level \"critical\""},
+     "share of the limit reported as level \"critical\"", 0},
     {"MAX_REQUEST_MB", "--max-request-mb", T_INT, F(max_request_mb),
      STR(MEMCFG_MAX_REQUEST_MB), 1, 4096, NULL,
-     "largest request body accepted (413 above)"},
+     "largest request body accepted (413 above)", 0},
     {"SHUTDOWN_TIMEOUT_SECONDS", "--shutdown-timeout-seconds", T_INT,
      F(shutdown_timeout_seconds), "25", 0, 3600, NULL,
-     "on SIGTERM, wait this long for in-flight requests"},
+     "on SIGTERM, wait this long for in-flight requests", 0},
     {"LOG_LEVEL", "--log-level", T_ENUM, F(log_level), "info", 0, 0,
-     "debug|info|warn|error", "least severe level logged"},
+     "debug|info|warn|error", "least severe level logged", 0},
     {"LOG_FORMAT", "--log-format", T_ENUM, F(log_format), "text", 0, 0,
-     "text|json", "log line format on stderr"},
+     "text|json", "log line format on stderr", 0},
     {"BACKEND_PATH", "--backend-path", T_STR, F(backend_path), "", 0, 0, NULL,
-     "runtime shim to dlopen (default: libinferd_torch.so beside inferd)"},
+     "runtime shim to dlopen (default: libinferd_torch.so beside inferd)", 0},
     {"TORCH_NUM_THREADS", "--torch-num-threads", T_INT, F(torch_num_threads),
-     "0", 0, 1024, NULL, "intra-op threads; 0 = CPUs available (cgroup aware)"},
+     "0", 0, 1024, NULL, "intra-op threads; 0 = CPUs available (cgroup aware)", 0},
     {"MODEL_MMAP", "--model-mmap", T_BOOL, F(model_mmap), "true", 0, 0, NULL,
-     "serve weights from a private mapping of the file (zero-copy)"},
+     "serve weights from a private mapping of the file (zero-copy)", 0},
     {"MEMORY_GUARD", "--memory-guard", T_BOOL, F(memory_guard), "true", 0, 0,
-     NULL, "refuse (507) a load that would not fit under the limit"},
+     NULL, "refuse (507) a load that would not fit under the limit", 0},
     {"RUNTIME_ANON_MB", "--runtime-anon-mb", T_INT, F(runtime_anon_mb),
      STR(MEMCFG_RUNTIME_ANON_MB), 0, 1 << 20, NULL,
-     "anonymous MB the runtime costs when first mapped (guard estimate)"},
+     "anonymous MB the runtime costs when first mapped (guard estimate)", 0},
     {"ACTIVATION_MB", "--activation-mb", T_INT, F(activation_mb),
      STR(MEMCFG_ACTIVATION_MB), 0, 1 << 20, NULL,
-     "working-set MB allowed for activations (guard estimate)"},
+     "working-set MB allowed for activations (guard estimate)", 0},
     {"MODEL_IDLE_UNLOAD_SECONDS", "--model-idle-unload-seconds", T_INT,
      F(model_idle_unload_seconds), STR(MEMCFG_IDLE_UNLOAD_SECONDS), 0,
-     1 << 30, NULL, "unload after this long without a prediction; 0 = never"},
+     1 << 30, NULL, "unload after this long without a prediction; 0 = never", 0},
     {"UNLOAD_ON_PRESSURE", "--unload-on-pressure", T_BOOL,
      F(unload_on_pressure), "false", 0, 0, NULL,
-     "unload an idle model when memory crosses the critical level"},
+     "unload an idle model when memory crosses the critical level", 0},
     {"INFERENCE_WORKERS", "--inference-workers", T_INT, F(inference_workers),
-     "1", 1, 64, NULL, "threads running forward"},
+     "1", 1, 64, NULL, "threads running forward", 0},
     {"QUEUE_CAPACITY", "--queue-capacity", T_INT, F(queue_capacity), "64", 1,
-     100000, NULL, "queued requests before 503"},
+     100000, NULL, "queued requests before 503", 0},
+    {"MAX_BATCH_SIZE", "--max-batch-size", T_INT, F(max_batch_size), "1", 1,
+     1024, NULL, "requests stacked into one forward; 1 = no batching", 0},
+    {"BATCH_TIMEOUT_US", "--batch-timeout-us", T_INT, F(batch_timeout_us),
+     "500", 0, 1000000, NULL, "how long a batch waits to fill (microseconds)", 0},
+    {"CONNECTION_TIMEOUT_SECONDS", "--connection-timeout-seconds", T_INT,
+     F(connection_timeout_seconds), "30", 1, 3600, NULL,
+     "close a connection idle (or stalled) this long", 0},
+    {"MAX_CONNECTIONS", "--max-connections", T_INT, F(max_connections), "1024",
+     1, 65536, NULL, "concurrent connections accepted", 0},
+    {"ADMIN_TOKEN", "--admin-token", T_STR, F(admin_token), "", 0, 0, NULL,
+     "bearer token for /model/* and /v2/repository/* (secret)", 1},
+    {"API_KEY", "--api-key", T_STR, F(api_key), "", 0, 0, NULL,
+     "bearer token for /predict and /v2/.../infer (secret)", 1},
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])
@@ -257,7 +271,10 @@ void config_log(const config *c) {
         switch (s->type) {
         case T_INT: snprintf(num, sizeof num, "%d", *(const int *)base); break;
         case T_BOOL: v = *(const int *)base ? "true" : "false"; break;
-        case T_STR: v = *(const char *const *)base; break;
+        case T_STR:
+            v = *(const char *const *)base;
+            if (s->secret) v = *v ? "(set)" : "(unset)";
+            break;
         case T_ENUM: {
             v = s->choices;
             for (int k = *(const int *)base; k > 0 && v; k--)

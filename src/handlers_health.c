@@ -9,7 +9,7 @@ static cJSON *model_json(void) {
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "status", model_state_name(st.state));
     if (st.has_info)
-        cJSON_AddNumberToObject(m, "total_parameters",
+        app_add_num(m, "total_parameters",
                                 (double)st.info.parameters);
     else
         cJSON_AddNullToObject(m, "total_parameters");
@@ -18,17 +18,17 @@ static cJSON *model_json(void) {
     cJSON_AddBoolToObject(m, "mmap", app.cfg->model_mmap);
     if (st.has_info) {
         const double mb = 1 << 20;
-        cJSON_AddNumberToObject(m, "weights_mb", st.info.weights_bytes / mb);
-        cJSON_AddNumberToObject(m, "weights_mapped_mb",
+        app_add_num(m, "weights_mb", st.info.weights_bytes / mb);
+        app_add_num(m, "weights_mapped_mb",
                                 st.info.mapped_bytes / mb);
-        cJSON_AddNumberToObject(m, "weights_copied_mb",
+        app_add_num(m, "weights_copied_mb",
                                 st.info.copied_bytes / mb);
-        cJSON_AddNumberToObject(m, "load_peak_rss_mb", st.load_peak_rss_mb);
-        cJSON_AddNumberToObject(m, "load_time_ms", st.last_load_ms);
+        app_add_num(m, "load_peak_rss_mb", st.load_peak_rss_mb);
+        app_add_num(m, "load_time_ms", st.last_load_ms);
     }
-    cJSON_AddNumberToObject(m, "loads", (double)st.loads);
-    cJSON_AddNumberToObject(m, "unloads", (double)st.unloads);
-    cJSON_AddNumberToObject(m, "load_failures", (double)st.load_failures);
+    app_add_num(m, "loads", (double)st.loads);
+    app_add_num(m, "unloads", (double)st.unloads);
+    app_add_num(m, "load_failures", (double)st.load_failures);
     if (st.last_error[0])
         cJSON_AddStringToObject(m, "last_error", st.last_error);
     else
@@ -44,7 +44,7 @@ static cJSON *runtime_json(void) {
     if (rt.loaded) {
         cJSON_AddStringToObject(r, "name", rt.name);
         cJSON_AddStringToObject(r, "version", rt.version);
-        cJSON_AddNumberToObject(r, "threads", rt.threads);
+        app_add_num(r, "threads", rt.threads);
     }
     return r;
 }
@@ -59,7 +59,7 @@ void handle_health(http_request *req) {
     cJSON_AddStringToObject(o, "model", st.name);
     if (st.last_error[0])
         cJSON_AddStringToObject(o, "model_error", st.last_error);
-    cJSON_AddNumberToObject(o, "uptime_s", app_now() - app.started);
+    app_add_num(o, "uptime_s", app_now() - app.started);
     cJSON_AddStringToObject(o, "version", INFERD_VERSION);
     http_reply_json(req, 200, o);
 }

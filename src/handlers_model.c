@@ -18,7 +18,7 @@ static void do_load(http_request *req, void *arg) {
     }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", already ? "already_loaded" : "loaded");
-    cJSON_AddNumberToObject(o, "load_time_ms", ms);
+    app_add_num(o, "load_time_ms", ms);
     cJSON_AddItemToObject(o, "memory", app_memory_json());
     http_reply_json(req, 200, o);
 }
@@ -30,7 +30,7 @@ static void do_unload(http_request *req, void *arg) {
     model_unload(model_find(NULL), &was, &freed);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", was ? "unloaded" : "not_loaded");
-    if (was) cJSON_AddNumberToObject(o, "freed_mb", freed);
+    if (was) app_add_num(o, "freed_mb", freed);
     http_reply_json(req, 200, o);
 }
 

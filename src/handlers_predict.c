@@ -1,6 +1,7 @@
 /* handlers_predict.c -- POST /predict: JSON in, forward on a worker, JSON
  * out. Decoding happens on the HTTP thread (bad input is answered without
  * a queue trip); the forward and the encoding on an inference worker. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,19 +9,8 @@
 
 #include "inferd/app.h"
 #include "inferd/error.h"
+#include "inferd/infer.h"
 #include "inferd/tensor.h"
-
-typedef struct {
-    int n;
-    int named; /* inputs came as an object keyed by argument name */
-    backend_tensor in[BACKEND_MAX_ARGS];
-} predict_job;
-
-static void job_free(void *arg) {
-    predict_job *j = arg;
-    for (int i = 0; i < j->n; i++) tensor_free(&j->in[i]);
-    free(j);
-}
 
 /* The dtype for input `name` from "dtype" (absent, a string, or an object
  * by name). */
@@ -46,19 +36,24 @@ static int input_dtype(const cJSON *dtype, const char *name, dtype_t *out,
     return 0;
 }
 
-static int decode_request(http_request *req, predict_job *j, char *err,
+static int decode_request(http_request *req, infer_job *j, char *err,
                           size_t errlen) {
     if (req->body_len == 0)
         return error_set(err, errlen, ERR_BAD_REQUEST,
                          "empty body: send {\"inputs\": [[...]]}");
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(req->body, req->body_len, &end, 1);
-    if (!root)
+    cJSON *root = cJSON_ParseWithLengthOpts(req->body, req->body_len + 1, &end, 1);
+    /* The +1 takes in the NUL that http.c puts after the body, so that
+     * trailing garbage is refused. A NUL inside the body ends it early and
+     * is refused the same way. */
+    if (!root || (size_t)(end - req->body) != req->body_len) {
+        cJSON_Delete(root);
         return error_set(err, errlen, ERR_BAD_REQUEST,
                          "malformed JSON near byte %zu: send "
                          "{\"inputs\": [[...]]} (NaN and Infinity are not "
                          "JSON)",
                          end ? (size_t)(end - req->body) : 0);
+    }
     int rc = 0;
     if (!cJSON_IsObject(root)) {
         rc = error_set(err, errlen, ERR_BAD_REQUEST,
@@ -101,44 +96,6 @@ static int decode_request(http_request *req, predict_job *j, char *err,
 out:
     cJSON_Delete(root);
     return rc;
-}
-
-/* Put named inputs in forward()'s argument order. */
-static int order_inputs(predict_job *j, const backend_info *info,
-                        backend_tensor *ordered, char *err, size_t errlen) {
-    char expected[512] = "";
-    size_t used = 0;
-    for (int a = 0; a < info->nargs && used < sizeof expected; a++)
-        used += (size_t)snprintf(expected + used, sizeof expected - used,
-                                 "%s%s", a ? ", " : "", info->args[a].name);
-    if (!j->named) {
-        if (info->nargs > 1)
-            return error_set(err, errlen, ERR_BAD_REQUEST,
-                             "the model's forward takes %d arguments (%s): "
-                             "send \"inputs\" as an object keyed by them",
-                             info->nargs, expected);
-        ordered[0] = j->in[0];
-        return 1;
-    }
-    for (int i = 0; i < j->n; i++) {
-        int found = 0;
-        for (int a = 0; a < info->nargs; a++)
-            found |= !strcmp(j->in[i].name, info->args[a].name);
-        if (!found)
-            return error_set(err, errlen, ERR_BAD_REQUEST,
-                             "unknown input \"%s\"; the model expects %s",
-                             j->in[i].name, expected);
-    }
-    for (int a = 0; a < info->nargs; a++) {
-        int k = 0;
-        while (k < j->n && strcmp(j->in[k].name, info->args[a].name)) k++;
-        if (k == j->n)
-            return error_set(err, errlen, ERR_BAD_REQUEST,
-                             "missing input \"%s\"; the model expects %s",
-                             info->args[a].name, expected);
-        ordered[a] = j->in[k];
-    }
-    return info->nargs;
 }
 
 /* {"outputs": ..., "shape": ..., "dtype": ...}: single values for one
@@ -188,52 +145,99 @@ static int encode_outputs(cJSON *o, const backend_tensor *out, int nout,
     return 0;
 }
 
-static void run_predict(http_request *req, void *arg) {
-    predict_job *j = arg;
-    model_entry *e = model_find(NULL);
-    model_handle h;
-    model_err merr = {0};
-    int rc = model_acquire(e, &h, &merr);
-    if (rc) {
-        app_reply_model_error(req, rc, &merr);
-        return;
-    }
-    char err[ERR_LEN];
-    backend_tensor ordered[BACKEND_MAX_ARGS];
-    int nin = order_inputs(j, h.info, ordered, err, sizeof err);
-    if (nin < 0) {
-        model_release(&h);
-        http_reply_error(req, error_http_status(nin), "%s", err);
-        return;
-    }
-    backend_tensor *out = NULL;
-    int nout = 0;
-    double t0 = app_now();
-    rc = h.api->forward(h.bm, ordered, nin, &out, &nout, err, sizeof err);
-    double ms = (app_now() - t0) * 1000.0;
-    backend_output_kind kind = h.info->output_kind;
-    if (rc != BACKEND_OK) {
-        model_release(&h);
-        if (rc == BACKEND_EINPUT)
-            http_reply_error(req, 400, "the model rejected the input: %s",
-                             err);
-        else
-            http_reply_error(req, 500, "forward failed: %s", err);
+static void reply_error(infer_job *j) {
+    if (j->rc == ERR_NO_MEMORY || j->merr.msg[0])
+        app_reply_model_error(j->req, j->rc, &j->merr);
+    else
+        http_reply_error(j->req, error_http_status(j->rc), "%s", j->err);
+}
+
+static void reply_json(infer_job *j) {
+    if (j->rc) {
+        reply_error(j);
         return;
     }
     cJSON *o = cJSON_CreateObject();
-    if (encode_outputs(o, out, nout, kind)) {
+    if (encode_outputs(o, j->out, j->nout, j->kind)) {
         cJSON_Delete(o);
-        h.api->free_outputs(out, nout);
-        model_release(&h);
-        http_reply_error(req, 500, "out of memory encoding the outputs");
+        http_reply_error(j->req, 500, "out of memory encoding the outputs");
         return;
     }
-    h.api->free_outputs(out, nout);
-    model_release(&h);
     cJSON_AddStringToObject(o, "model", app.cfg->model_name);
-    cJSON_AddNumberToObject(o, "inference_ms", ms);
-    http_reply_json(req, 200, o);
+    app_add_num(o, "inference_ms", j->inference_ms);
+    if (j->batch_size > 1) cJSON_AddNumberToObject(o, "batch_size", j->batch_size);
+    http_reply_json(j->req, 200, o);
+}
+
+/* Accept: application/octet-stream: the one output tensor's raw bytes,
+ * described by X-Shape and X-Dtype. */
+static void reply_raw(infer_job *j) {
+    if (j->rc) {
+        reply_error(j);
+        return;
+    }
+    if (j->nout != 1) {
+        http_reply_error(j->req, 406,
+                         "the model returns %d outputs; a raw "
+                         "(application/octet-stream) answer holds one: ask "
+                         "for application/json",
+                         j->nout);
+        return;
+    }
+    const backend_tensor *t = &j->out[0];
+    char shape[BACKEND_MAX_DIMS * 21 + 1] = "";
+    size_t used = 0;
+    for (int d = 0; d < t->ndim && used < sizeof shape; d++)
+        used += (size_t)snprintf(shape + used, sizeof shape - used, "%s%lld",
+                                 d ? "," : "", (long long)t->shape[d]);
+    char *data = malloc(t->nbytes ? t->nbytes : 1);
+    if (!data) {
+        http_reply_error(j->req, 500, "out of memory");
+        return;
+    }
+    memcpy(data, t->data, t->nbytes);
+    http_reply_header(j->req, "X-Shape", shape);
+    http_reply_header(j->req, "X-Dtype", tensor_dtype_name(t->dtype));
+    http_reply_raw(j->req, 200, "application/octet-stream", data, t->nbytes);
+}
+
+/* application/octet-stream body: one raw little-endian tensor whose shape
+ * and dtype are in X-Shape ("1,3,224,224") and X-Dtype ("float32"). */
+static int decode_raw(http_request *req, infer_job *j, char *err,
+                      size_t errlen) {
+    const char *shape = http_header(req, "X-Shape");
+    const char *dtype = http_header(req, "X-Dtype");
+    if (!shape)
+        return error_set(err, errlen, ERR_BAD_REQUEST,
+                         "a raw body needs an X-Shape header, e.g. X-Shape: "
+                         "1,3,224,224");
+    int dt = dtype ? tensor_dtype_parse(dtype) : DTYPE_FLOAT32;
+    if (dt < 0)
+        return error_set(err, errlen, ERR_BAD_REQUEST,
+                         "unknown X-Dtype \"%s\"; use one of float32, "
+                         "float64, float16, int64, int32, int16, int8, "
+                         "uint8, bool",
+                         dtype);
+    backend_tensor *t = &j->in[0];
+    int rc = tensor_parse_shape(shape, t, err, errlen);
+    if (rc) return rc;
+    t->dtype = (dtype_t)dt;
+    size_t want = tensor_numel(t) * backend_dtype_size(t->dtype);
+    if (tensor_numel(t) && want / tensor_numel(t) != backend_dtype_size(t->dtype))
+        want = SIZE_MAX;
+    if (want != req->body_len)
+        return error_set(err, errlen, ERR_BAD_REQUEST,
+                         "the body has %zu bytes but X-Shape %s of %s needs "
+                         "%zu",
+                         req->body_len, shape, tensor_dtype_name(t->dtype),
+                         want);
+    t->nbytes = want;
+    /* The body buffer becomes the tensor: no copy. */
+    t->data = req->body;
+    req->body = NULL;
+    req->body_len = 0;
+    j->n = 1;
+    return 0;
 }
 
 /* JSON, or what curl -d sends by default: users try the API with it. */
@@ -250,24 +254,31 @@ static int json_content_type(const char *ctype) {
 
 void handle_predict(http_request *req) {
     const char *ctype = http_header(req, "Content-Type");
-    if (!json_content_type(ctype)) {
+    int raw = ctype && !strncasecmp(ctype, "application/octet-stream", 24);
+    if (!raw && !json_content_type(ctype)) {
         http_reply_error(req, 415,
                          "unsupported Content-Type \"%s\": send "
-                         "application/json",
+                         "application/json (or application/octet-stream with X-Shape and "
+                         "X-Dtype headers)",
                          ctype);
         return;
     }
-    predict_job *j = calloc(1, sizeof *j);
+    infer_job *j = infer_job_new(req, model_find(NULL));
     if (!j) {
         http_reply_error(req, 500, "out of memory");
         return;
     }
     char err[ERR_LEN];
-    int rc = decode_request(req, j, err, sizeof err);
+    int rc = raw ? decode_raw(req, j, err, sizeof err)
+                 : decode_request(req, j, err, sizeof err);
     if (rc) {
-        job_free(j);
+        infer_job_free(j);
         http_reply_error(req, error_http_status(rc), "%s", err);
         return;
     }
-    app_defer(req, app.predict_q, run_predict, j, job_free);
+    const char *accept = http_header(req, "Accept");
+    j->reply = accept && strstr(accept, "application/octet-stream")
+                   ? reply_raw
+                   : reply_json;
+    infer_submit(j, app.predict_q);
 }

@@ -262,7 +262,8 @@ int http_start(const http_options *opt, const route *table, size_t n,
         flags, (uint16_t)opt->port, NULL, NULL, on_request, NULL,
         MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)opt->connection_timeout, MHD_OPTION_EXTERNAL_LOGGER,
+        (unsigned)opt->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)opt->max_connections, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, NULL, MHD_OPTION_END);
     if (!daemon_)
         return error_set(err, errlen, ERR_INTERNAL,

@@ -11,6 +11,7 @@
 #include "../memory_config.h"
 #include "inferd/app.h"
 #include "inferd/error.h"
+#include "inferd/infer.h"
 #include "inferd/log.h"
 
 static void log_request(const http_request *req, double seconds) {
@@ -106,8 +107,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "inferd: cannot start worker threads\n");
         return 1;
     }
-    http_options opt = {cfg.host, cfg.port,
-                        (size_t)cfg.max_request_mb << 20, 30};
+    infer_configure(app.predict_q, cfg.max_batch_size, cfg.batch_timeout_us);
+    http_options opt = {cfg.host, cfg.port, (size_t)cfg.max_request_mb << 20,
+                        cfg.connection_timeout_seconds, cfg.max_connections};
     http_set_observer(log_request);
     if (http_start(&opt, app_routes, app_nroutes, err, sizeof err)) {
         log_event(LOG_ERROR, err, NULL);

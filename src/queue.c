@@ -15,6 +15,7 @@ struct queue {
     pthread_cond_t cond;
     queue_job *head, *tail;
     int depth, capacity, stopping, nworkers;
+    int max_batch, batch_timeout_us;
     pthread_t *workers;
     char name[32];
 };
@@ -25,18 +26,63 @@ static double now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Unlink job (whose predecessor is prev, or NULL for the head). */
+static void unlink_job(queue *q, queue_job *prev, queue_job *j) {
+    if (prev)
+        prev->next = j->next;
+    else
+        q->head = j->next;
+    if (q->tail == j) q->tail = prev;
+    q->depth--;
+}
+
+/* Move queued jobs with first's key into batch[], up to the limit. */
+static int gather(queue *q, queue_job **batch, int n) {
+    const char *key = batch[0]->batch_key;
+    queue_job *prev = NULL, *j = q->head;
+    while (j && n < q->max_batch) {
+        queue_job *next = j->next;
+        if (j->batch_key && !strcmp(j->batch_key, key)) {
+            unlink_job(q, prev, j);
+            batch[n++] = j;
+        } else {
+            prev = j;
+        }
+        j = next;
+    }
+    return n;
+}
+
 static void *worker_main(void *arg) {
     queue *q = arg;
+    queue_job *batch[1024];
     pthread_mutex_lock(&q->lock);
     for (;;) {
         while (!q->head && !q->stopping) pthread_cond_wait(&q->cond, &q->lock);
         if (q->stopping) break;
         queue_job *j = q->head;
-        q->head = j->next;
-        if (!q->head) q->tail = NULL;
-        q->depth--;
+        unlink_job(q, NULL, j);
+        int n = 1;
+        batch[0] = j;
+        if (q->max_batch > 1 && j->batch_key && *j->batch_key) {
+            n = gather(q, batch, n);
+            /* Wait a little for the batch to fill; arrivals signal. */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            long ns = until.tv_nsec + (long)q->batch_timeout_us * 1000;
+            until.tv_sec += ns / 1000000000;
+            until.tv_nsec = ns % 1000000000;
+            while (n < q->max_batch && q->batch_timeout_us > 0 &&
+                   !q->stopping &&
+                   pthread_cond_timedwait(&q->cond, &q->lock, &until) == 0)
+                n = gather(q, batch, n);
+            n = gather(q, batch, n);
+        }
         pthread_mutex_unlock(&q->lock);
-        j->run(j);
+        if (n == 1)
+            j->run(j);
+        else
+            j->run_batch(batch, n);
         pthread_mutex_lock(&q->lock);
     }
     pthread_mutex_unlock(&q->lock);
@@ -49,6 +95,7 @@ queue *queue_create(const char *name, int workers, int capacity) {
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->cond, NULL);
     q->capacity = capacity;
+    q->max_batch = 1;
     snprintf(q->name, sizeof q->name, "%s", name);
     q->workers = calloc((size_t)workers, sizeof *q->workers);
     if (!q->workers) {
@@ -60,6 +107,13 @@ queue *queue_create(const char *name, int workers, int capacity) {
         q->nworkers++;
     }
     return q;
+}
+
+void queue_set_batching(queue *q, int max_batch, int timeout_us) {
+    pthread_mutex_lock(&q->lock);
+    q->max_batch = max_batch < 1 ? 1 : max_batch > 1024 ? 1024 : max_batch;
+    q->batch_timeout_us = timeout_us;
+    pthread_mutex_unlock(&q->lock);
 }
 
 int queue_push(queue *q, queue_job *job) {
@@ -78,7 +132,8 @@ int queue_push(queue *q, queue_job *job) {
             q->head = job;
         q->tail = job;
         q->depth++;
-        pthread_cond_signal(&q->cond);
+        /* Broadcast: a worker filling a batch waits on the same cond. */
+        pthread_cond_broadcast(&q->cond);
     }
     pthread_mutex_unlock(&q->lock);
     return rc;
@@ -106,7 +161,9 @@ int queue_stop(queue *q, double timeout_s) {
     }
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)timeout_s;
+    long ns = until.tv_nsec + (long)((timeout_s - (long)timeout_s) * 1e9);
+    until.tv_sec += (time_t)timeout_s + ns / 1000000000;
+    until.tv_nsec = ns % 1000000000;
     int all = 0;
     for (int i = 0; i < q->nworkers; i++)
         if (pthread_timedjoin_np(q->workers[i], NULL, &until) != 0) all = -1;

@@ -2,6 +2,7 @@
  * tensors back into JSON text. */
 #include "inferd/tensor.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,6 +42,38 @@ size_t tensor_numel(const backend_tensor *t) {
     size_t n = 1;
     for (int i = 0; i < t->ndim; i++) n *= (size_t)t->shape[i];
     return n;
+}
+
+int tensor_parse_shape(const char *text, backend_tensor *t, char *err,
+                       size_t errlen) {
+    t->ndim = 0;
+    const char *p = text;
+    while (*p == ' ') p++;
+    if (!*p) return 0; /* a 0-dim scalar */
+    for (;;) {
+        char *end;
+        errno = 0;
+        long long d = strtoll(p, &end, 10);
+        if (end == p || errno || d < 0 || d > (1LL << 40))
+            return error_set(err, errlen, ERR_BAD_REQUEST,
+                             "invalid shape \"%s\": expected comma-separated "
+                             "sizes such as 1,3,224,224",
+                             text);
+        if (t->ndim == BACKEND_MAX_DIMS)
+            return error_set(err, errlen, ERR_BAD_REQUEST,
+                             "shape \"%s\" has more than %d dimensions", text,
+                             BACKEND_MAX_DIMS);
+        t->shape[t->ndim++] = d;
+        p = end;
+        while (*p == ' ') p++;
+        if (!*p) return 0;
+        if (*p != ',')
+            return error_set(err, errlen, ERR_BAD_REQUEST,
+                             "invalid shape \"%s\": expected comma-separated "
+                             "sizes such as 1,3,224,224",
+                             text);
+        p++;
+    }
 }
 
 void tensor_free(backend_tensor *t) {

@@ -39,6 +39,10 @@ cJSON *app_memory_json(void);
  * for ERR_NO_MEMORY the guard's figures. */
 void app_reply_model_error(http_request *req, int code, const model_err *err);
 
+/* Add a number rounded to 2 decimals: MB and ms figures read better so
+ * and carry no false precision. */
+void app_add_num(cJSON *obj, const char *key, double x);
+
 /* Monotonic seconds. */
 double app_now(void);
 

@@ -39,6 +39,12 @@ typedef struct {
     int unload_on_pressure;
     int inference_workers;
     int queue_capacity;
+    int max_batch_size;
+    int batch_timeout_us;
+    int connection_timeout_seconds;
+    int max_connections;
+    const char *admin_token;
+    const char *api_key;
 
     /* Derived at load time, not settings of their own. */
     int lazy_forced; /* production overrode LAZY_LOADING=false */

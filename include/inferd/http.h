@@ -44,6 +44,7 @@ typedef struct {
     int port;
     size_t max_body;
     int connection_timeout;
+    int max_connections;
 } http_options;
 
 /* Start the daemon on its own thread. Returns 0 or ERR_INTERNAL. */

@@ -10,6 +10,10 @@
 
 typedef struct queue_job {
     void (*run)(struct queue_job *job);
+    /* Dynamic batching: jobs with equal non-empty batch_key may be taken
+     * together and given to run_batch (n >= 2) instead of run. */
+    const char *batch_key;
+    void (*run_batch)(struct queue_job **jobs, int n);
     /* Called instead of run when the queue stops first. */
     void (*reject)(struct queue_job *job, int code);
     struct queue_job *next;
@@ -19,6 +23,10 @@ typedef struct queue_job {
 typedef struct queue queue;
 
 queue *queue_create(const char *name, int workers, int capacity);
+
+/* Take up to max_batch jobs of one key together, waiting up to timeout_us
+ * for the batch to fill once its first job is in hand. max_batch 1 = off. */
+void queue_set_batching(queue *q, int max_batch, int timeout_us);
 
 /* 0, ERR_BUSY (full) or ERR_SHUTTING_DOWN. */
 int queue_push(queue *q, queue_job *job);

@@ -22,6 +22,10 @@ const char *tensor_dtype_name(dtype_t dt);
 int tensor_from_json(const cJSON *value, dtype_t dt, const char *where,
                      backend_tensor *out, char *err, size_t errlen);
 
+/* Parse "1,3,224,224" into t's ndim and shape. 0 or ERR_BAD_REQUEST. */
+int tensor_parse_shape(const char *text, backend_tensor *t, char *err,
+                       size_t errlen);
+
 /* Elements in a tensor (product of its shape). */
 size_t tensor_numel(const backend_tensor *t);
 
