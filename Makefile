@@ -86,7 +86,7 @@ test: deps
 
 run: deps
 	$(MAKE) all
-	MODEL_PATH=$${MODEL_PATH:-models/demo.pt} ./build/inferd
+	MODEL_PATH=$${MODEL_PATH:-models/demo.pt} ENVIRONMENT=$${ENVIRONMENT:-development} ./build/inferd
 
 format:
 	clang-format -i src/*.c include/inferd/*.h src/*.cpp tests/unit/*.c

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "inferd/cgroup.h"
 #include "inferd/error.h"
 
 /* v1 reports "no limit" as a page-rounded LONG_MAX; anything this large is
@@ -19,15 +20,6 @@ static pthread_mutex_t pids_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pids_info *pids;
 static enum pids_item pid_items[] = {PIDS_VM_RSS, PIDS_VM_SIZE,
                                      PIDS_VM_RSS_ANON, PIDS_VM_RSS_FILE};
-
-static int read_file(const char *path, char *buf, size_t len) {
-    FILE *f = fopen(path, "re");
-    if (!f) return -1;
-    size_t n = fread(buf, 1, len - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return (int)n;
-}
 
 double memory_status_field(const char *text, const char *key) {
     size_t kl = strlen(key);
@@ -66,7 +58,7 @@ int memory_process_read(memory_process *out, char *err, size_t errlen) {
     }
     pthread_mutex_unlock(&pids_lock);
     char status[4096];
-    if (read_file("/proc/self/status", status, sizeof status) > 0)
+    if (cgroup_read_file("/proc/self/status", status, sizeof status) > 0)
         out->hwm_mb = memory_status_field(status, "VmHWM");
     return rc;
 }
@@ -74,47 +66,12 @@ int memory_process_read(memory_process *out, char *err, size_t errlen) {
 /* Parse a limit file: a byte count, or "max". 0 means unlimited/unknown. */
 static uint64_t read_limit(const char *path) {
     char buf[64];
-    if (read_file(path, buf, sizeof buf) <= 0) return 0;
+    if (cgroup_read_file(path, buf, sizeof buf) <= 0) return 0;
     if (!strncmp(buf, "max", 3)) return 0;
     char *end;
     unsigned long long v = strtoull(buf, &end, 10);
     if (end == buf || v >= UNLIMITED_BYTES) return 0;
     return v;
-}
-
-/* The path of this process's cgroup for a v1 controller ("memory") or v2
- * (controller NULL: the "0::" line), read from <root>/proc/self/cgroup. */
-static int cgroup_path(const char *root, const char *controller, char *out,
-                       size_t len) {
-    char path[512], buf[4096];
-    snprintf(path, sizeof path, "%s/proc/self/cgroup", root);
-    if (read_file(path, buf, sizeof buf) <= 0) return -1;
-    char *lsp;
-    for (char *line = strtok_r(buf, "\n", &lsp); line;
-         line = strtok_r(NULL, "\n", &lsp)) {
-        char *c1 = strchr(line, ':');
-        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-        if (!c2) continue;
-        *c2 = '\0';
-        const char *ctrls = c1 + 1;
-        int match = 0;
-        if (!controller) {
-            match = !strcmp(line, "0") && !*ctrls;
-        } else {
-            char tmp[256];
-            snprintf(tmp, sizeof tmp, "%s", ctrls);
-            /* controllers are comma-separated: "memory" or "cpu,memory" */
-            char *sp;
-            for (char *t = strtok_r(tmp, ",", &sp); t;
-                 t = strtok_r(NULL, ",", &sp))
-                if (!strcmp(t, controller)) match = 1;
-        }
-        if (match) {
-            snprintf(out, len, "%s", c2 + 1);
-            return 0;
-        }
-    }
-    return -1;
 }
 
 /* Try <mount><cgpath>/<file>, then <mount>/<file> (a container whose
@@ -190,10 +147,10 @@ static double cgroup_usage_mb(const memory_limit *lim) {
     int v2 = lim->cgroup_version == 2;
     snprintf(path, sizeof path, "%s/%s", lim->cgroup_dir,
              v2 ? "memory.current" : "memory.usage_in_bytes");
-    if (read_file(path, buf, sizeof buf) <= 0) return -1;
+    if (cgroup_read_file(path, buf, sizeof buf) <= 0) return -1;
     double usage = atof(buf);
     snprintf(path, sizeof path, "%s/memory.stat", lim->cgroup_dir);
-    if (read_file(path, buf, sizeof buf) > 0) {
+    if (cgroup_read_file(path, buf, sizeof buf) > 0) {
         double inactive =
             stat_value(buf, v2 ? "inactive_file" : "total_inactive_file");
         if (inactive > 0 && inactive < usage) usage -= inactive;
