@@ -64,9 +64,9 @@ build/asan/inferd: $(ASAN_OBJS)
 
 asan: build/asan/inferd
 
-build/tests/%: tests/unit/%.c $(LIB_OBJS:build/obj/%=build/asan/%)
+build/tests/%: tests/unit/%.c $(LIB_OBJS:build/obj/%=build/asan/%) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(SAN) $^ -o $@ $(LDLIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) $(SAN) $(filter %.c %.o,$^) -o $@ $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done

@@ -12,11 +12,29 @@
 app_state app;
 
 const route app_routes[] = {
-    {"GET", "/health", handle_health},
-    {"GET", "/memory", handle_memory},
-    {"POST", "/model/load", handle_model_load},
-    {"POST", "/model/unload", handle_model_unload},
-    {"POST", "/predict", handle_predict},
+    {"GET", "/health", handle_health, ACCESS_OPEN},
+    {"GET", "/memory", handle_memory, ACCESS_OPEN},
+    {"GET", "/metrics", handle_metrics, ACCESS_OPEN},
+    {"POST", "/model/load", handle_model_load, ACCESS_ADMIN},
+    {"POST", "/model/unload", handle_model_unload, ACCESS_ADMIN},
+    {"POST", "/predict", handle_predict, ACCESS_API},
+    {"GET", "/v2", handle_v2_server, ACCESS_OPEN},
+    {"GET", "/v2/health/live", handle_v2_live, ACCESS_OPEN},
+    {"GET", "/v2/health/ready", handle_v2_ready, ACCESS_OPEN},
+    {"GET", "/v2/models/{model}", handle_v2_model, ACCESS_OPEN},
+    {"GET", "/v2/models/{model}/versions/{version}", handle_v2_model,
+     ACCESS_OPEN},
+    {"GET", "/v2/models/{model}/ready", handle_v2_model_ready, ACCESS_OPEN},
+    {"GET", "/v2/models/{model}/versions/{version}/ready",
+     handle_v2_model_ready, ACCESS_OPEN},
+    {"POST", "/v2/models/{model}/infer", handle_v2_infer, ACCESS_API},
+    {"POST", "/v2/models/{model}/versions/{version}/infer", handle_v2_infer,
+     ACCESS_API},
+    {"POST", "/v2/repository/index", handle_v2_repo_index, ACCESS_ADMIN},
+    {"POST", "/v2/repository/models/{model}/load", handle_v2_repo_load,
+     ACCESS_ADMIN},
+    {"POST", "/v2/repository/models/{model}/unload", handle_v2_repo_unload,
+     ACCESS_ADMIN},
 };
 const size_t app_nroutes = sizeof app_routes / sizeof app_routes[0];
 

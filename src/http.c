@@ -23,6 +23,9 @@ static size_t nroutes;
 static size_t max_body;
 static atomic_int in_flight;
 static http_observer observer;
+static http_guard guard;
+
+void http_set_guard(http_guard fn) { guard = fn; }
 
 /* Per-request state beyond the public part. */
 typedef struct {
@@ -119,6 +122,7 @@ static void dispatch(request *r) {
     char allow[128];
     int m = route_match(routes, nroutes, req->method, req->path, &found,
                         &req->params, allow, sizeof allow);
+    req->route_index = found ? (int)(found - routes) : -1;
     if (m == ROUTE_NOT_FOUND) {
         http_reply_error(req, 404,
                          "no endpoint %s %s; see the README for the API",
@@ -132,7 +136,7 @@ static void dispatch(request *r) {
                          "request body is larger than MAX_REQUEST_MB (%zu "
                          "MB); send a smaller body or raise MAX_REQUEST_MB",
                          max_body >> 20);
-    } else {
+    } else if (!guard || !guard(req, found->access)) {
         found->handler(req);
     }
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "inferd/metrics.h"
 #include "inferd/tensor.h"
 
 static double now(void) {
@@ -48,6 +49,9 @@ void infer_job_free(infer_job *j) {
 /* Encode, free, resume: the end of every job. */
 static void finish(infer_job *j) {
     http_request *req = j->req;
+    if (j->rc == 0)
+        metrics_observe_inference(j->queue_ms / 1000.0,
+                                  j->inference_ms / 1000.0);
     j->reply(j);
     infer_job_free(j);
     http_resume(req);
@@ -141,6 +145,7 @@ static void run_one(queue_job *qj) {
     else
         forward(j, &h, ordered, nin);
     model_release(&h);
+    metrics_observe_batch(1);
     finish(j);
 }
 
@@ -233,6 +238,7 @@ static void run_batch(queue_job **qjobs, int n) {
     if (ok) {
         forward(&tmp, &h, cat, nin);
         ok = tmp.rc == 0 && splittable(tmp.out, tmp.nout, total);
+        if (ok) metrics_observe_batch(n);
     }
     int64_t r0 = 0;
     for (int i = 0; ok && i < n; i++) {

@@ -10,11 +10,14 @@
 
 #include "../memory_config.h"
 #include "inferd/app.h"
+#include "inferd/auth.h"
 #include "inferd/error.h"
+#include "inferd/metrics.h"
 #include "inferd/infer.h"
 #include "inferd/log.h"
 
 static void log_request(const http_request *req, double seconds) {
+    metrics_observe_request(req->route_index, req->status, seconds);
     log_event(LOG_INFO, "request", "method", LOG_STR(req->method), "path",
               LOG_STR(req->path), "status", LOG_INT(req->status), "ms",
               LOG_NUM(seconds * 1000.0), NULL);
@@ -37,6 +40,13 @@ static void *eager_load(void *arg) {
     double ms;
     model_err err;
     model_load(model_find(NULL), &already, &ms, &err);
+    return NULL;
+}
+
+static void *preload(void *arg) {
+    (void)arg;
+    model_err err;
+    model_preload_runtime(&err);
     return NULL;
 }
 
@@ -111,6 +121,9 @@ int main(int argc, char **argv) {
     http_options opt = {cfg.host, cfg.port, (size_t)cfg.max_request_mb << 20,
                         cfg.connection_timeout_seconds, cfg.max_connections};
     http_set_observer(log_request);
+    metrics_init(app_routes, app_nroutes);
+    auth_init(&cfg);
+    http_set_guard(auth_check);
     if (http_start(&opt, app_routes, app_nroutes, err, sizeof err)) {
         log_event(LOG_ERROR, err, NULL);
         return 1;
@@ -119,6 +132,10 @@ int main(int argc, char **argv) {
               LOG_INT(http_port()), "model", LOG_STR(cfg.model_path),
               "lazy_loading", LOG_BOOL(cfg.lazy_loading), NULL);
     log_memory("memory at start-up");
+    if (cfg.preload_runtime && (cfg.lazy_loading || !*cfg.model_path)) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, preload, NULL) == 0) pthread_detach(t);
+    }
     if (!cfg.lazy_loading && *cfg.model_path) {
         pthread_t t;
         if (pthread_create(&t, NULL, eager_load, NULL) == 0)

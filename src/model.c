@@ -17,6 +17,7 @@
 #include "inferd/cpu.h"
 #include "inferd/error.h"
 #include "inferd/log.h"
+#include "inferd/tensor.h"
 
 /* A loaded model; refs counts predictions holding it. */
 typedef struct {
@@ -104,7 +105,71 @@ static void runtime_init(void) {
         if (n < 1) n = 1;
     }
     runtime_threads = n;
-    runtime_rc = api->init(n, 1, 1, runtime_err, sizeof runtime_err);
+    runtime_rc = api->init(n, 1, cfg->jit_profiling, runtime_err,
+                           sizeof runtime_err);
+}
+
+/* dlopen the shim (mapping libtorch) and set its threads, once. */
+static int open_runtime(model_err *err) {
+    const backend_api *api =
+        backend_open(cfg->backend_path, err->msg, sizeof err->msg);
+    if (!api) return ERR_INTERNAL;
+    pthread_once(&runtime_once, runtime_init);
+    if (runtime_rc)
+        return error_set(err->msg, sizeof err->msg, ERR_INTERNAL,
+                         "runtime initialisation failed: %s", runtime_err);
+    return 0;
+}
+
+int model_preload_runtime(model_err *err) {
+    double t0 = now();
+    int rc = open_runtime(err);
+    memory_process p;
+    rss_now(&p);
+    if (rc)
+        log_event(LOG_WARN, "runtime preload failed", "error",
+                  LOG_STR(err->msg), NULL);
+    else
+        log_event(LOG_INFO, "runtime preloaded", "ms",
+                  LOG_NUM((now() - t0) * 1000.0), "rss_mb", LOG_NUM(p.rss_mb),
+                  "anon_mb", LOG_NUM(p.anon_mb), NULL);
+    return rc;
+}
+
+/* MODEL_WARMUP: forward twice on zeros of the configured shapes, so that
+ * the first real request does not pay for the executor's first runs. */
+static void warm_up(model_entry *e, loaded *l) {
+    backend_tensor in[BACKEND_MAX_ARGS];
+    memset(in, 0, sizeof in);
+    int n = 0;
+    char err[ERR_LEN] = "";
+    char spec[512];
+    snprintf(spec, sizeof spec, "%s", cfg->model_warmup);
+    char *sp;
+    int rc = 0;
+    for (char *s = strtok_r(spec, ";", &sp); s && n < BACKEND_MAX_ARGS && !rc;
+         s = strtok_r(NULL, ";", &sp)) {
+        backend_tensor *t = &in[n++];
+        rc = tensor_parse_shape(s, t, err, sizeof err);
+        t->dtype = DTYPE_FLOAT32;
+        t->nbytes = tensor_numel(t) * 4;
+        if (!rc && !(t->data = calloc(1, t->nbytes ? t->nbytes : 1)))
+            rc = ERR_INTERNAL;
+    }
+    double t0 = now();
+    for (int round = 0; round < 2 && !rc; round++) {
+        backend_tensor *out = NULL;
+        int nout = 0;
+        rc = l->api->forward(l->bm, in, n, &out, &nout, err, sizeof err);
+        if (!rc) l->api->free_outputs(out, nout);
+    }
+    for (int i = 0; i < n; i++) free(in[i].data);
+    if (rc)
+        log_event(LOG_WARN, "model warm-up failed (check MODEL_WARMUP)",
+                  "name", LOG_STR(e->name), "error", LOG_STR(err), NULL);
+    else
+        log_event(LOG_INFO, "model warmed up", "name", LOG_STR(e->name),
+                  "ms", LOG_NUM((now() - t0) * 1000.0), NULL);
 }
 
 static int backend_status(int rc) {
@@ -167,13 +232,8 @@ static int do_load(model_entry *e, loaded **out, model_err *err) {
     rss_now(&before);
     reset_peak();
     double t0 = now();
-    const backend_api *api =
-        backend_open(cfg->backend_path, err->msg, sizeof err->msg);
-    if (!api) return ERR_INTERNAL;
-    pthread_once(&runtime_once, runtime_init);
-    if (runtime_rc)
-        return error_set(err->msg, sizeof err->msg, ERR_INTERNAL,
-                         "runtime initialisation failed: %s", runtime_err);
+    if ((rc = open_runtime(err))) return rc;
+    const backend_api *api = backend_get();
     loaded *l = calloc(1, sizeof *l);
     if (!l)
         return error_set(err->msg, sizeof err->msg, ERR_INTERNAL,
@@ -188,6 +248,7 @@ static int do_load(model_entry *e, loaded **out, model_err *err) {
         free(l);
         return backend_status(rc);
     }
+    if (*cfg->model_warmup) warm_up(e, l);
     double ms = (now() - t0) * 1000.0;
     rss_now(&after);
     e->last_load_ms = ms;

@@ -310,7 +310,7 @@ static void sb_puts(sbuf *b, const char *s, size_t n) {
 /* The shortest %g text that reads back to the same float. */
 static int format_float(char *out, size_t len, float f) {
     int n = 0;
-    for (int prec = 6; prec <= 9; prec++) {
+    for (int prec = isnormal(f) ? 6 : 1; prec <= 9; prec++) {
         n = snprintf(out, len, "%.*g", prec, (double)f);
         if (strtof(out, NULL) == f) break;
     }
@@ -411,4 +411,184 @@ cJSON *tensor_shape_json(const backend_tensor *t) {
     for (int i = 0; i < t->ndim; i++)
         cJSON_AddItemToArray(a, cJSON_CreateNumber((double)t->shape[i]));
     return a;
+}
+
+/* ------------------------------------------------ Open Inference Protocol */
+
+/* The v2 names, indexed by dtype_t. */
+static const char *v2_names[DTYPE_COUNT] = {"FP32", "FP64", "FP16",  "INT64",
+                                            "INT32", "INT16", "INT8", "UINT8",
+                                            "BOOL"};
+
+int tensor_dtype_parse_v2(const char *name) {
+    for (int d = 0; d < DTYPE_COUNT; d++)
+        if (!strcasecmp(name, v2_names[d])) return d;
+    return -1;
+}
+
+const char *tensor_dtype_name_v2(dtype_t dt) {
+    return (unsigned)dt < DTYPE_COUNT ? v2_names[dt] : "UNKNOWN";
+}
+
+/* "[2,4]" for messages. */
+static void shape_text(const int64_t *shape, int ndim, char *out, size_t len) {
+    size_t used = (size_t)snprintf(out, len, "[");
+    for (int i = 0; i < ndim && used < len; i++)
+        used += (size_t)snprintf(out + used, len - used, "%s%lld", i ? "," : "",
+                                 (long long)shape[i]);
+    if (used < len) snprintf(out + used, len - used, "]");
+}
+
+/* numel of shape, or 0 with *ok = 0 when the buffer would not fit a size_t
+ * (8 bytes per element at most). */
+static size_t shape_numel(const int64_t *shape, int ndim, int *ok) {
+    size_t n = 1;
+    *ok = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 ||
+            (shape[i] && n > SIZE_MAX / 8 / (size_t)shape[i])) {
+            *ok = 0;
+            return 0;
+        }
+        n *= (size_t)shape[i];
+    }
+    return n;
+}
+
+int tensor_shape_from_json(const cJSON *shape, const char *where,
+                           backend_tensor *t, char *err, size_t errlen) {
+    t->ndim = 0;
+    if (!cJSON_IsArray(shape))
+        return error_set(err, errlen, ERR_BAD_REQUEST,
+                         "%s must be an array of sizes such as [1, 4]", where);
+    int i = 0;
+    for (const cJSON *c = shape->child; c; c = c->next, i++) {
+        double x = cJSON_IsNumber(c) ? c->valuedouble : -1;
+        /* 2^53: every size up to it is exact in the double cJSON keeps. */
+        if (x < 0 || x != floor(x) || x > 9007199254740992.0)
+            return error_set(err, errlen, ERR_BAD_REQUEST,
+                             "%s[%d] is not a size (a non-negative integer)",
+                             where, i);
+        if (i == BACKEND_MAX_DIMS)
+            return error_set(err, errlen, ERR_BAD_REQUEST,
+                             "%s has more than %d dimensions", where,
+                             BACKEND_MAX_DIMS);
+        t->shape[i] = (int64_t)x;
+    }
+    t->ndim = i;
+    return 0;
+}
+
+/* Leaves (non-array values) under v: bounded by the JSON text, so it is
+ * safe to count before trusting any declared size. */
+static size_t count_leaves(const cJSON *v) {
+    if (!cJSON_IsArray(v)) return 1;
+    size_t n = 0;
+    for (const cJSON *c = v->child; c; c = c->next) n += count_leaves(c);
+    return n;
+}
+
+int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
+                            const int64_t *shape, int ndim, const char *where,
+                            backend_tensor *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    if (ndim < 0 || ndim > BACKEND_MAX_DIMS || (unsigned)dt >= DTYPE_COUNT)
+        return error_set(err, errlen, ERR_BAD_REQUEST,
+                         "%s: bad rank or dtype", where);
+    out->dtype = dt;
+    out->ndim = ndim;
+    memcpy(out->shape, shape, sizeof *shape * (size_t)ndim);
+    char stext[BACKEND_MAX_DIMS * 21 + 3];
+    shape_text(shape, ndim, stext, sizeof stext);
+    int ok;
+    size_t numel = shape_numel(shape, ndim, &ok);
+    if (!ok)
+        return error_set(err, errlen, ERR_BAD_REQUEST,
+                         "shape %s is too large", stext);
+    int nested = cJSON_IsArray(value) && value->child &&
+                 cJSON_IsArray(value->child);
+    size_t have = count_leaves(value);
+    if (have != numel)
+        return error_set(err, errlen, ERR_BAD_REQUEST,
+                         "%s has %zu element%s but shape %s needs %zu", where,
+                         have, have == 1 ? "" : "s", stext, numel);
+    if (nested) {
+        /* Nested data must be nested as the shape: read its shape down the
+         * first elements, compare, then walk() checks every element. */
+        backend_tensor probe = {.ndim = 0};
+        const cJSON *v = value;
+        while (cJSON_IsArray(v) && probe.ndim < BACKEND_MAX_DIMS) {
+            probe.shape[probe.ndim++] = cJSON_GetArraySize(v);
+            v = v->child;
+        }
+        if (probe.ndim != ndim ||
+            memcmp(probe.shape, shape, sizeof *shape * (size_t)ndim)) {
+            char ptext[sizeof stext];
+            shape_text(probe.shape, probe.ndim, ptext, sizeof ptext);
+            return error_set(err, errlen, ERR_BAD_REQUEST,
+                             "%s is nested as %s but the shape is %s: send "
+                             "it nested as the shape, or flat",
+                             where, ptext, stext);
+        }
+    } else if (!cJSON_IsArray(value) && ndim > 0 && numel != 1) {
+        return error_set(err, errlen, ERR_BAD_REQUEST,
+                         "%s must be an array", where);
+    }
+    size_t esize = backend_dtype_size(dt);
+    out->nbytes = numel * esize;
+    out->data = malloc(out->nbytes ? out->nbytes : 1);
+    if (!out->data)
+        return error_set(err, errlen, ERR_INTERNAL, "out of memory");
+    decoder d = {dt, esize, out->data, 0, err, errlen};
+    char path[BACKEND_MAX_DIMS * 24 + 128];
+    snprintf(path, sizeof path, "%s", where);
+    int rc = 0;
+    if (nested) {
+        rc = walk(&d, value, out, 0, path, sizeof path);
+    } else if (cJSON_IsArray(value)) {
+        size_t i = 0, plen = strlen(path);
+        for (const cJSON *c = value->child; c && !rc; c = c->next, i++) {
+            snprintf(path + plen, sizeof path - plen, "[%zu]", i);
+            rc = put_leaf(&d, c, path);
+        }
+    } else {
+        rc = put_leaf(&d, value, path);
+    }
+    if (rc) tensor_free(out);
+    return rc;
+}
+
+int tensor_from_bytes(const void *data, size_t len, dtype_t dt,
+                      const int64_t *shape, int ndim, const char *where,
+                      backend_tensor *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    if (ndim < 0 || ndim > BACKEND_MAX_DIMS || (unsigned)dt >= DTYPE_COUNT)
+        return error_set(err, errlen, ERR_BAD_REQUEST,
+                         "%s: bad rank or dtype", where);
+    char stext[BACKEND_MAX_DIMS * 21 + 3];
+    shape_text(shape, ndim, stext, sizeof stext);
+    int ok;
+    size_t want = shape_numel(shape, ndim, &ok) * backend_dtype_size(dt);
+    if (!ok)
+        return error_set(err, errlen, ERR_BAD_REQUEST,
+                         "shape %s is too large", stext);
+    if (want != len)
+        return error_set(err, errlen, ERR_BAD_REQUEST,
+                         "%s has %zu bytes but shape %s of %s needs %zu",
+                         where, len, stext, tensor_dtype_name(dt), want);
+    if (dt == DTYPE_BOOL)
+        for (size_t i = 0; i < len; i++)
+            if (((const uint8_t *)data)[i] > 1)
+                return error_set(err, errlen, ERR_BAD_REQUEST,
+                                 "%s: byte %zu is %u; a bool byte is 0 or 1",
+                                 where, i, ((const uint8_t *)data)[i]);
+    out->dtype = dt;
+    out->ndim = ndim;
+    memcpy(out->shape, shape, sizeof *shape * (size_t)ndim);
+    out->nbytes = len;
+    out->data = malloc(len ? len : 1);
+    if (!out->data)
+        return error_set(err, errlen, ERR_INTERNAL, "out of memory");
+    if (len) memcpy(out->data, data, len);
+    return 0;
 }

@@ -52,5 +52,15 @@ void handle_memory(http_request *req);
 void handle_model_load(http_request *req);
 void handle_model_unload(http_request *req);
 void handle_predict(http_request *req);
+void handle_metrics(http_request *req);
+void handle_v2_server(http_request *req);
+void handle_v2_live(http_request *req);
+void handle_v2_ready(http_request *req);
+void handle_v2_model(http_request *req);
+void handle_v2_model_ready(http_request *req);
+void handle_v2_infer(http_request *req);
+void handle_v2_repo_index(http_request *req);
+void handle_v2_repo_load(http_request *req);
+void handle_v2_repo_unload(http_request *req);
 
 #endif

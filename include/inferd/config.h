@@ -43,6 +43,9 @@ typedef struct {
     int batch_timeout_us;
     int connection_timeout_seconds;
     int max_connections;
+    int jit_profiling;
+    const char *model_warmup; /* "" = off, else input shapes "1,4;1,4" */
+    int preload_runtime;
     const char *admin_token;
     const char *api_key;
 

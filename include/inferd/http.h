@@ -23,6 +23,7 @@ typedef struct http_request {
     char *body; /* NUL-terminated, body_len bytes */
     size_t body_len;
     route_params params;
+    int route_index; /* row of the route table, -1 when none matched */
     double start; /* monotonic seconds at arrival */
 
     /* The reply, set by the handler or by whoever resumes the request. */
@@ -87,6 +88,11 @@ void http_suspend(http_request *req);
 
 /* Send the reply set on a suspended request. Any thread. */
 void http_resume(http_request *req);
+
+/* Called before each handler; returns nonzero (with a reply set) to refuse
+ * the request. */
+typedef int (*http_guard)(http_request *req, route_access access);
+void http_set_guard(http_guard fn);
 
 /* Called after each reply is sent (for logs and metrics); may be NULL. */
 typedef void (*http_observer)(const http_request *req, double seconds);

@@ -86,6 +86,10 @@ void model_get_status(model_entry *e, model_status *out);
 void model_get_runtime(model_runtime *out);
 const char *model_state_name(model_state s);
 
+/* Map the runtime now (PRELOAD_RUNTIME), without loading the model.
+ * Blocks for the dlopen; run it on a thread of its own. */
+int model_preload_runtime(model_err *err);
+
 /* Periodic work from the main loop: idle unload, memory pressure. */
 void model_tick(void);
 

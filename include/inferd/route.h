@@ -12,10 +12,18 @@
 struct http_request;
 typedef void (*route_handler)(struct http_request *req);
 
+/* Who may call a route (decided by the auth module). */
+typedef enum {
+    ACCESS_OPEN = 0, /* health checks, metadata */
+    ACCESS_API,      /* predictions: API_KEY when set */
+    ACCESS_ADMIN     /* load/unload: ADMIN_TOKEN */
+} route_access;
+
 typedef struct {
     const char *method;
     const char *pattern;
     route_handler handler;
+    route_access access;
 } route;
 
 #define ROUTE_MAX_PARAMS 4

@@ -44,4 +44,31 @@ void tensor_free(backend_tensor *t);
 float tensor_half_to_float(uint16_t h);
 uint16_t tensor_float_to_half(float f);
 
+/* --- Open Inference Protocol (KServe v2) codec pieces --- */
+
+/* "FP32", "INT64", "BOOL", ... (case-insensitive) -> dtype; -1 for the v2
+ * names inferd has no dtype for (UINT16/32/64, BF16, BYTES) and unknown
+ * names. */
+int tensor_dtype_parse_v2(const char *name);
+const char *tensor_dtype_name_v2(dtype_t dt);
+
+/* Read a JSON array of non-negative integers (a v2 "shape") into t's ndim
+ * and shape. where names it in messages. 0 or ERR_BAD_REQUEST. */
+int tensor_shape_from_json(const cJSON *shape, const char *where,
+                           backend_tensor *t, char *err, size_t errlen);
+
+/* Decode value into a tensor of the given shape. value is a flat array of
+ * numel elements in row-major order, an array nested exactly as the shape,
+ * or (when the shape holds one element) a bare number or bool. The element
+ * count is checked before the buffer is allocated. 0 or ERR_BAD_REQUEST. */
+int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
+                            const int64_t *shape, int ndim, const char *where,
+                            backend_tensor *out, char *err, size_t errlen);
+
+/* Copy len raw little-endian bytes into a tensor of dt and shape; len must
+ * be numel * element size, and bool bytes 0 or 1. 0 or ERR_BAD_REQUEST. */
+int tensor_from_bytes(const void *data, size_t len, dtype_t dt,
+                      const int64_t *shape, int ndim, const char *where,
+                      backend_tensor *out, char *err, size_t errlen);
+
 #endif
