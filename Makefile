@@ -93,3 +93,33 @@ format:
 
 clean:
 	rm -rf build
+
+# ---- fuzzing (clang + libFuzzer): make fuzz SECONDS=N runs each target N s
+FUZZ_CC ?= clang
+SECONDS ?= 60
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_OBJS := $(LIB_OBJS:build/obj/%=build/fuzz/obj/%)
+
+build/fuzz/obj/%.o: src/%.c $(wildcard include/inferd/*.h) memory_config.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(WARN) -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -O1 -g $(FUZZ_SAN) -c $< -o $@
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(WARN) -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -O1 -g \
+	    -fsanitize=fuzzer,address,undefined $^ -o $@ $(LDLIBS)
+
+# Each target: replay its kept crashers (regressions), then fuzz from its
+# seed corpus (copied, so the run does not dirty the tree).
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p build/fuzz/corpus/$$t; \
+	    cp -n tests/fuzz/corpus/$$t/* build/fuzz/corpus/$$t/ 2>/dev/null || true; \
+	    if [ -d tests/fuzz/crashers/$$t ]; then \
+	        echo "== $$t: regressions"; build/fuzz/fuzz_$$t tests/fuzz/crashers/$$t/*; fi; \
+	    echo "== $$t: $(SECONDS) s"; \
+	    build/fuzz/fuzz_$$t -max_total_time=$(SECONDS) -max_len=65536 \
+	        -print_final_stats=1 -artifact_prefix=build/fuzz/ \
+	        build/fuzz/corpus/$$t 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" || exit 1; \
+	done
+.PHONY: fuzz
