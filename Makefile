@@ -59,10 +59,17 @@ build/asan/%.o: src/%.c $(wildcard include/inferd/*.h) memory_config.h
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(SAN) -c $< -o $@
 
+# libstdc++ is linked (not just dlopened with the shim) so that ASan's
+# interceptors see the C++ runtime from the start: otherwise the first C++
+# exception thrown inside the shim aborts in __cxa_throw.
 build/asan/inferd: $(ASAN_OBJS)
-	$(CC) $(ALL_CFLAGS) $(SAN) $^ -o $@ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(SAN) $^ -o $@ $(LDLIBS) -Wl,--no-as-needed -lstdc++
 
-asan: build/asan/inferd
+build/asan/libinferd_torch.so: src/backend_torch.cpp include/inferd/backend.h
+	@mkdir -p build/asan
+	$(CXX) $(ALL_CXXFLAGS) $(SAN) -shared $< -o $@ $(TORCH_LIBS)
+
+asan: build/asan/inferd build/asan/libinferd_torch.so
 
 build/tests/%: tests/unit/%.c $(LIB_OBJS:build/obj/%=build/asan/%) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
@@ -123,3 +130,24 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	        build/fuzz/corpus/$$t 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" || exit 1; \
 	done
 .PHONY: fuzz
+
+# Benchmarks: bench/run.py drives wrk against the HTTP floor, inferd and the
+# Python seed server, and writes its figures into docs/performance.md.
+BENCH_BINS := build/bench/http_floor build/bench/decode_bench build/bench/forward_floor
+
+.PHONY: bench
+
+build/bench/http_floor: bench/http_floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $< -o $@ $(LDLIBS)
+
+build/bench/decode_bench: bench/decode_bench.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
+build/bench/forward_floor: bench/forward_floor.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) $< -o $@ $(TORCH_LIBS)
+
+bench: all $(BENCH_BINS)
+	/usr/bin/python3 bench/run.py

@@ -43,6 +43,21 @@ static void *eager_load(void *arg) {
     return NULL;
 }
 
+/* With MODEL_MMAP the weights are pages of the model file: a file truncated
+ * or rewritten in place under a running server faults with SIGBUS when a
+ * vanished page is touched. Nothing can recover a half-gone model, but the
+ * crash must not be silent: say what happened and how to deploy safely. */
+static void on_sigbus(int sig) {
+    static const char msg[] =
+        "inferd: fatal: SIGBUS: a mapped model file was truncated or "
+        "rewritten in place while being served (MODEL_MMAP=true); replace "
+        "model files by atomic rename (write elsewhere, then mv)\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void *preload(void *arg) {
     (void)arg;
     model_err err;
@@ -109,6 +124,7 @@ int main(int argc, char **argv) {
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGBUS, on_sigbus);
 
     app.predict_q =
         queue_create("predict", cfg.inference_workers, cfg.queue_capacity);

@@ -384,7 +384,7 @@ int model_unload(model_entry *e, int *was_loaded, double *freed_mb) {
     free(l);
     malloc_trim(0);
     rss_now(&after);
-    *freed_mb = before.rss_mb - after.rss_mb;
+    *freed_mb = before.rss_mb > after.rss_mb ? before.rss_mb - after.rss_mb : 0;
     log_event(LOG_INFO, "model unloaded", "name", LOG_STR(e->name),
               "rss_before_mb", LOG_NUM(before.rss_mb), "rss_after_mb",
               LOG_NUM(after.rss_mb), "anon_after_mb", LOG_NUM(after.anon_mb),
