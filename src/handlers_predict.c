@@ -9,6 +9,7 @@
 
 #include "inferd/app.h"
 #include "inferd/error.h"
+#include "inferd/fastjson.h"
 #include "inferd/infer.h"
 #include "inferd/tensor.h"
 
@@ -36,8 +37,162 @@ static int input_dtype(const cJSON *dtype, const char *name, dtype_t *out,
     return 0;
 }
 
+/* ------------------------------------------------------------ fast path */
+
+/* The body {"inputs": <array or object of arrays>, "dtype": ..., ...} with
+ * plain keys, decoded without a cJSON node per number. Returns 0 when it
+ * decoded j, FASTJSON_DECLINE otherwise (then the cJSON path runs and
+ * gives the same values or the precise error). */
+typedef struct {
+    const char *key;
+    size_t key_len;
+    const char *val;
+    size_t val_len;
+} span;
+
+/* A key without escapes: returns its length and moves *p past the quote. */
+static int scan_key(const char **p, const char *end, const char **key,
+                    size_t *len) {
+    const char *q = *p;
+    if (q >= end || *q != '"') return -1;
+    const char *k = ++q;
+    while (q < end && *q != '"' && *q != '\\') q++;
+    if (q >= end || *q != '"') return -1;
+    *key = k;
+    *len = (size_t)(q - k);
+    *p = q + 1;
+    return 0;
+}
+
+static const char *skip_space(const char *p, const char *end) {
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    return p;
+}
+
+/* Past a bracketed number array (no strings inside), or NULL. */
+static const char *skip_array(const char *p, const char *end) {
+    int depth = 0;
+    for (; p < end; p++) {
+        if (*p == '[') depth++;
+        else if (*p == ']' && --depth == 0) return p + 1;
+        else if (*p == '"' || *p == '{') return NULL;
+    }
+    return NULL;
+}
+
+/* Parse "key": value pairs of one object; arrays are only spanned, other
+ * values are parsed by cJSON into *others (which the caller frees). */
+static int scan_object(const char **pp, const char *end, span *spans,
+                       int max, int *n, cJSON **others) {
+    const char *p = skip_space(*pp, end);
+    if (p >= end || *p != '{') return -1;
+    p = skip_space(p + 1, end);
+    if (p < end && *p == '}') {
+        *pp = p + 1;
+        return 0;
+    }
+    for (;;) {
+        const char *key;
+        size_t klen;
+        if (scan_key(&p, end, &key, &klen)) return -1;
+        p = skip_space(p, end);
+        if (p >= end || *p != ':') return -1;
+        p = skip_space(p + 1, end);
+        for (int i = 0; i < *n; i++)
+            if (spans[i].key_len == klen && !memcmp(spans[i].key, key, klen))
+                return -1; /* duplicate keys: let the cJSON path decide */
+        if (*n == max) return -1;
+        span *s = &spans[(*n)++];
+        s->key = key;
+        s->key_len = klen;
+        s->val = p;
+        if (p < end && *p == '[') {
+            const char *q = skip_array(p, end);
+            if (!q) return -1;
+            s->val_len = (size_t)(q - p);
+            p = q;
+        } else {
+            const char *q = NULL;
+            cJSON *v = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &q, 0);
+            if (!v || !q) {
+                cJSON_Delete(v);
+                return -1;
+            }
+            if (!*others) *others = cJSON_CreateObject();
+            char name[BACKEND_NAME_LEN];
+            snprintf(name, sizeof name, "%.*s", (int)klen, key);
+            cJSON_AddItemToObject(*others, name, v);
+            s->val_len = (size_t)(q - p);
+            p = q;
+        }
+        p = skip_space(p, end);
+        if (p < end && *p == ',') {
+            p = skip_space(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}') break;
+        return -1;
+    }
+    *pp = p + 1;
+    return 0;
+}
+
+static int decode_fast(http_request *req, infer_job *j) {
+    const char *p = req->body, *end = req->body + req->body_len;
+    span top[8], ins[BACKEND_MAX_ARGS];
+    int ntop = 0, nin = 0, rc = FASTJSON_DECLINE;
+    cJSON *others = NULL, *inner = NULL;
+    if (scan_object(&p, end, top, 8, &ntop, &others)) goto out;
+    if (skip_space(p, end) != end) goto out;
+    const span *inputs = NULL;
+    for (int i = 0; i < ntop; i++)
+        if (top[i].key_len == 6 && !memcmp(top[i].key, "inputs", 6))
+            inputs = &top[i];
+    if (!inputs) goto out;
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(others, "dtype");
+    if (*inputs->val == '[') {
+        ins[0] = *inputs;
+        ins[0].key_len = 0;
+        nin = 1;
+    } else {
+        const char *q = inputs->val;
+        if (scan_object(&q, inputs->val + inputs->val_len, ins,
+                        BACKEND_MAX_ARGS, &nin, &inner) ||
+            inner || nin == 0)
+            goto out; /* a non-array input: the cJSON path explains */
+        j->named = 1;
+    }
+    char err[ERR_LEN];
+    for (int i = 0; i < nin; i++) {
+        char name[BACKEND_NAME_LEN] = "";
+        snprintf(name, sizeof name, "%.*s", (int)ins[i].key_len, ins[i].key);
+        dtype_t dt;
+        size_t used;
+        if (input_dtype(dtype, j->named ? name : NULL, &dt, err, sizeof err) ||
+            fastjson_array(ins[i].val, ins[i].val_len, dt, &j->in[i], &used) ||
+            used != ins[i].val_len)
+            goto out;
+        snprintf(j->in[i].name, BACKEND_NAME_LEN, "%s", name);
+        j->n = i + 1;
+    }
+    rc = 0;
+out:
+    if (rc) {
+        for (int i = 0; i < j->n; i++) tensor_free(&j->in[i]);
+        j->n = 0;
+        j->named = 0;
+    }
+    cJSON_Delete(others);
+    cJSON_Delete(inner);
+    return rc;
+}
+
+/* ----------------------------------------------------------- cJSON path */
+
 static int decode_request(http_request *req, infer_job *j, char *err,
                           size_t errlen) {
+    if (decode_fast(req, j) == 0) return 0;
     if (req->body_len == 0)
         return error_set(err, errlen, ERR_BAD_REQUEST,
                          "empty body: send {\"inputs\": [[...]]}");

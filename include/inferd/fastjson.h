@@ -1,0 +1,25 @@
+/* fastjson.h -- the fast path of JSON tensor decoding: nested number arrays
+ * parsed straight from the text into the tensor buffer, without building a
+ * cJSON node per number.
+ *
+ * It only ever succeeds or declines: on anything unusual (a ragged array, a
+ * string, a value out of range, numbers it cannot convert exactly) it
+ * returns FASTJSON_DECLINE and the caller runs the cJSON path, which
+ * produces the precise error message or the same values. Values are the
+ * same as that path's: the number's correctly rounded double, then cast to
+ * the dtype. Thread-safe. */
+#ifndef INFERD_FASTJSON_H
+#define INFERD_FASTJSON_H
+
+#include <stddef.h>
+
+#include "inferd/backend.h"
+
+#define FASTJSON_DECLINE 1
+
+/* Decode the array that starts at text[0] ('[' after optional spaces) into
+ * out (malloc'd data). On success returns 0 and sets *end past the array. */
+int fastjson_array(const char *text, size_t len, dtype_t dt,
+                   backend_tensor *out, size_t *end);
+
+#endif
