@@ -22,6 +22,7 @@ static const route *routes;
 static size_t nroutes;
 static size_t max_body;
 static atomic_int in_flight;
+static atomic_int draining; /* after http_quiesce: close after each reply */
 static http_observer observer;
 static http_guard guard;
 
@@ -111,6 +112,10 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn,
                             req->content_type);
     for (int i = 0; i < req->nheaders; i++)
         MHD_add_response_header(resp, req->headers[i][0], req->headers[i][1]);
+    /* While draining, keep-alive clients must not keep the server busy:
+     * each connection ends with its current request. */
+    if (atomic_load(&draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result r = MHD_queue_response(conn, (unsigned)req->status, resp);
     MHD_destroy_response(resp);
     return r;
@@ -283,6 +288,7 @@ int http_port(void) {
 }
 
 void http_quiesce(void) {
+    atomic_store(&draining, 1);
     MHD_socket s = MHD_quiesce_daemon(daemon_);
     if (s != MHD_INVALID_SOCKET) close(s);
 }
