@@ -19,6 +19,7 @@ const route app_routes[] = {
     {"POST", "/model/unload", handle_model_unload, ACCESS_ADMIN},
     {"POST", "/predict", handle_predict, ACCESS_API},
     {"GET", "/v2", handle_v2_server, ACCESS_OPEN},
+    {"GET", "/v2/", handle_v2_server, ACCESS_OPEN},
     {"GET", "/v2/health/live", handle_v2_live, ACCESS_OPEN},
     {"GET", "/v2/health/ready", handle_v2_ready, ACCESS_OPEN},
     {"GET", "/v2/models/{model}", handle_v2_model, ACCESS_OPEN},

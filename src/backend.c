@@ -5,14 +5,17 @@
 #include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "inferd/error.h"
 
+/* lock serialises opening; api is published atomically so that readers
+ * (/memory during a load) never wait for a dlopen in progress. */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static const backend_api *api;
+static const backend_api *_Atomic api;
 
 size_t backend_dtype_size(dtype_t dt) {
     static const size_t sizes[DTYPE_COUNT] = {4, 8, 2, 8, 4, 2, 1, 1, 1};
@@ -65,9 +68,4 @@ out:;
     return r;
 }
 
-const backend_api *backend_get(void) {
-    pthread_mutex_lock(&lock);
-    const backend_api *r = api;
-    pthread_mutex_unlock(&lock);
-    return r;
-}
+const backend_api *backend_get(void) { return api; }

@@ -1,20 +1,9 @@
 /* handlers_v2.c -- the Open Inference Protocol (KServe v2) REST API on the
- * one model inferd serves: server and model metadata, health, inference
- * (JSON, and Triton's binary tensor data extension) and Triton's model
- * repository extension. Inference decodes on the HTTP thread and runs
- * through infer.c like /predict; anything that may load the model runs on a
- * worker (app_defer), never on the HTTP thread.
- *
- * Choices where the texts leave room (see examples/v2/README.md):
- * - the model has one version, "1"; any other version is 404;
- * - TorchScript schemas carry no dtype or rank: a Tensor is described as
- *   FP32 with shape [-1]; int, float, bool arguments as INT64, FP64, BOOL
- *   with shape [1]; outputs are named output0, output1, ... (dict outputs
- *   by their keys), and metadata lists them only when the schema tells how
- *   many there are (Tensor, scalar, flat Tuple);
- * - a lazy model is ready unless its file is missing or its last load
- *   failed; with LAZY_LOADING=false it is ready once loaded;
- * - the repository index reports the load state (READY = loaded). */
+ * model inferd serves: metadata, health, inference (JSON, and Triton's
+ * binary tensor data extension) and Triton's model repository extension.
+ * Inference decodes on the HTTP thread and runs through infer.c as /predict
+ * does; whatever may load the model runs on a worker (app_defer). Where the
+ * texts leave a choice, examples/v2/README.md says which one is made. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -32,6 +21,8 @@
 #define V2_VERSION "1"
 #define V2_MAX_OUTPUTS 64
 #define V2_HEADER_LEN "Inference-Header-Content-Length"
+/* A 400 with its message, in functions that have err and errlen. */
+#define BAD(...) error_set(err, errlen, ERR_BAD_REQUEST, __VA_ARGS__)
 
 /* ------------------------------------------------------------- helpers */
 
@@ -46,15 +37,11 @@ static model_entry *path_model(http_request *req) {
     const char *ver = route_param(&req->params, "version");
     model_entry *e = name ? model_find(name) : NULL;
     if (!e) {
-        if (!configured())
-            http_reply_error(req, 404,
-                             "unknown model \"%s\": no model is configured "
-                             "(MODEL_PATH is empty)",
-                             name ? name : "");
-        else
-            http_reply_error(req, 404,
-                             "unknown model \"%s\"; this server serves \"%s\"",
-                             name ? name : "", app.cfg->model_name);
+        http_reply_error(req, 404, "unknown model \"%s\"; this server %s%s%s",
+                         name ? name : "", configured() ? "serves \"" : "",
+                         configured() ? app.cfg->model_name
+                                      : "has none (MODEL_PATH is empty)",
+                         configured() ? "\"" : "");
         return NULL;
     }
     if (ver && strcmp(ver, V2_VERSION)) {
@@ -72,22 +59,16 @@ static int model_ready(model_entry *e, char *why, size_t len) {
     model_status st;
     model_get_status(e, &st);
     struct stat sb;
-    why[0] = '\0';
     if (st.state == MODEL_LOADED) return 1;
-    if (st.state == MODEL_ERROR) {
+    if (st.state == MODEL_ERROR)
         snprintf(why, len, "the last load failed: %s", st.last_error);
-        return 0;
-    }
-    if (stat(st.path, &sb) != 0) {
+    else if (stat(st.path, &sb) != 0)
         snprintf(why, len, "model file %s: %s", st.path, strerror(errno));
-        return 0;
-    }
-    /* An eager server promised a loaded model; a lazy one loads on use. */
-    if (!app.cfg->lazy_loading) {
+    else if (!app.cfg->lazy_loading) /* it promised a loaded model */
         snprintf(why, len, "not loaded (LAZY_LOADING=false)");
-        return 0;
-    }
-    return 1;
+    else
+        return 1; /* lazy: it loads on first use */
+    return 0;
 }
 
 /* Parse len bytes of JSON; *out is NULL for an empty (or blank) body.
@@ -96,18 +77,19 @@ static int parse_json(const char *buf, size_t len, cJSON **out, char *err,
                       size_t errlen) {
     size_t at = 0;
     *out = NULL;
-    while (at < len && isspace((unsigned char)buf[at])) at++;
+    while (at < len && isspace((unsigned char)buf[at]))
+        at++;
     if (at == len) return 0;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     at = end ? (size_t)(end - buf) : 0;
-    while (root && at < len && isspace((unsigned char)buf[at])) at++;
+    while (root && at < len && isspace((unsigned char)buf[at]))
+        at++;
     if (!root || at != len) {
         cJSON_Delete(root);
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "malformed JSON near byte %zu (NaN and Infinity are "
-                         "not JSON)",
-                         at);
+        return BAD("malformed JSON near byte %zu (NaN and Infinity are "
+                   "not JSON)",
+                   at);
     }
     *out = root;
     return 0;
@@ -146,46 +128,45 @@ void handle_v2_live(http_request *req) {
     http_reply_json(req, 200, o);
 }
 
-/* Ready when the model can serve; with no model there is nothing to
- * serve, so not ready. */
-void handle_v2_ready(http_request *req) {
-    char why[600];
-    model_entry *e = configured();
-    int ready = e && model_ready(e, why, sizeof why);
+/* {name?, ready}: 200 when ready, else 503 with the reason in "error", as
+ * every inferd error reply has one. */
+static void reply_ready(http_request *req, const char *name, int ready,
+                        const char *why) {
     cJSON *o = cJSON_CreateObject();
+    if (name) cJSON_AddStringToObject(o, "name", name);
     cJSON_AddBoolToObject(o, "ready", ready);
+    if (!ready) cJSON_AddStringToObject(o, "error", why);
     http_reply_json(req, ready ? 200 : 503, o);
+}
+
+/* With no model there is nothing to serve: not ready. */
+void handle_v2_ready(http_request *req) {
+    char why[600] = "no model is configured (MODEL_PATH is empty)";
+    model_entry *e = configured();
+    reply_ready(req, NULL, e && model_ready(e, why, sizeof why), why);
 }
 
 void handle_v2_model_ready(http_request *req) {
     model_entry *e = path_model(req);
-    if (!e) return;
     char why[600];
-    int ready = model_ready(e, why, sizeof why);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "name", app.cfg->model_name);
-    cJSON_AddBoolToObject(o, "ready", ready);
-    http_reply_json(req, ready ? 200 : 503, o);
-}
-
-static int is_number_type(const char *type) {
-    return !strcmp(type, "int") || !strcmp(type, "float") ||
-           !strcmp(type, "bool");
+    if (e)
+        reply_ready(req, app.cfg->model_name, model_ready(e, why, sizeof why),
+                    why);
 }
 
 /* A metadata tensor for a schema type. The schema carries no dtype for a
  * Tensor: FP32, the dtype of nearly every model's inputs, is the default
  * (the /infer datatype of each request still decides). */
 static cJSON *meta_tensor(const char *name, const char *type) {
+    const char *dt = !strcmp(type, "int")     ? "INT64"
+                     : !strcmp(type, "float") ? "FP64"
+                     : !strcmp(type, "bool")  ? "BOOL"
+                                              : NULL;
     cJSON *t = cJSON_CreateObject();
     cJSON_AddStringToObject(t, "name", name);
-    cJSON_AddStringToObject(t, "datatype",
-                            !strcmp(type, "int")     ? "INT64"
-                            : !strcmp(type, "float") ? "FP64"
-                            : !strcmp(type, "bool")  ? "BOOL"
-                                                     : "FP32");
-    cJSON *s = cJSON_AddArrayToObject(t, "shape");
-    cJSON_AddItemToArray(s, cJSON_CreateNumber(is_number_type(type) ? 1 : -1));
+    cJSON_AddStringToObject(t, "datatype", dt ? dt : "FP32");
+    cJSON *s = cJSON_AddArrayToObject(t, "shape"); /* numbers: one element */
+    cJSON_AddItemToArray(s, cJSON_CreateNumber(dt ? 1 : -1));
     return t;
 }
 
@@ -194,37 +175,28 @@ static cJSON *meta_tensor(const char *name, const char *type) {
  * count (and dict keys) only a forward tells. */
 static void meta_outputs(cJSON *arr, const backend_info *info) {
     const char *ty = info->output_type;
-    if (info->output_kind == OUTPUT_TENSOR || info->output_kind == OUTPUT_SCALAR) {
+    if (info->output_kind == OUTPUT_TENSOR ||
+        info->output_kind == OUTPUT_SCALAR) {
         cJSON_AddItemToArray(arr, meta_tensor("output0", ty));
         return;
     }
     size_t len = strlen(ty);
     if (info->output_kind != OUTPUT_TUPLE || strncmp(ty, "Tuple[", 6) ||
-        len < 8 || ty[len - 1] != ']')
-        return; /* also a type text cut at BACKEND_NAME_LEN */
-    char elems[BACKEND_MAX_ARGS][BACKEND_NAME_LEN];
-    int n = 0, depth = 0;
-    size_t start = 6;
-    for (size_t i = 6; i < len; i++) {
-        char ch = ty[i];
-        if (ch == '[') depth++;
-        if ((ch == ',' && depth == 0) || i == len - 1) {
-            if (n == BACKEND_MAX_ARGS) return;
-            while (ty[start] == ' ') start++;
-            snprintf(elems[n], sizeof elems[n], "%.*s", (int)(i - start),
-                     ty + start);
-            if (strstr(elems[n], "Tuple[") || strstr(elems[n], "List[") ||
-                strstr(elems[n], "Dict["))
-                return; /* flattened into an unknown number of outputs */
-            n++;
-            start = i + 1;
+        ty[len - 1] != ']' || strstr(ty + 6, "Tuple[") ||
+        strstr(ty + 6, "List[") || strstr(ty + 6, "Dict["))
+        return; /* nested: flattened into an unknown number; or cut short */
+    const char *p = ty + 6;
+    for (int n = 0; p < ty + len - 1; n++) {
+        size_t k = 0;
+        for (int depth = 0; p[k] && (depth || (p[k] != ',' && p[k] != ']'));
+             k++)
+            depth += (p[k] == '[') - (p[k] == ']');
+        char name[32], type[BACKEND_NAME_LEN];
+        snprintf(name, sizeof name, "output%d", n);
+        snprintf(type, sizeof type, "%.*s", (int)k, p);
+        cJSON_AddItemToArray(arr, meta_tensor(name, type));
+        for (p += k + 1; *p == ' '; p++) {
         }
-        if (ch == ']') depth--;
-    }
-    for (int i = 0; i < n; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "output%d", i);
-        cJSON_AddItemToArray(arr, meta_tensor(name, elems[i]));
     }
 }
 
@@ -236,8 +208,8 @@ static cJSON *metadata_json(const backend_info *info) {
     cJSON_AddStringToObject(o, "platform", "pytorch_torchscript");
     cJSON *in = cJSON_AddArrayToObject(o, "inputs");
     for (int a = 0; a < info->nargs; a++)
-        cJSON_AddItemToArray(in, meta_tensor(info->args[a].name,
-                                             info->args[a].type));
+        cJSON_AddItemToArray(
+            in, meta_tensor(info->args[a].name, info->args[a].type));
     meta_outputs(cJSON_AddArrayToObject(o, "outputs"), info);
     return o;
 }
@@ -291,8 +263,7 @@ static int opt_bool(const cJSON *obj, const char *key, const char *where,
     const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
     if (!v) return 0;
     if (!cJSON_IsBool(v))
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "%s.%s must be true or false", where, key);
+        return BAD("%s.%s must be true or false", where, key);
     *out = cJSON_IsTrue(v);
     return 0;
 }
@@ -302,8 +273,7 @@ static int params_of(const cJSON *obj, const char *where, const cJSON **out,
                      char *err, size_t errlen) {
     *out = cJSON_GetObjectItemCaseSensitive(obj, "parameters");
     if (*out && !cJSON_IsObject(*out))
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "%s.parameters must be an object", where);
+        return BAD("%s.parameters must be an object", where);
     return 0;
 }
 
@@ -313,10 +283,9 @@ static int name_of(const cJSON *obj, const char *where, const char **out,
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, "name");
     if (!cJSON_IsString(v) || !*v->valuestring ||
         strlen(v->valuestring) >= BACKEND_NAME_LEN)
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "%s.name must be a non-empty string of at most %d "
-                         "bytes",
-                         where, BACKEND_NAME_LEN - 1);
+        return BAD("%s.name must be a non-empty string of at most %d "
+                   "bytes",
+                   where, BACKEND_NAME_LEN - 1);
     *out = v->valuestring;
     return 0;
 }
@@ -329,28 +298,23 @@ static int decode_input(const cJSON *in, int k, infer_job *j, const char *bin,
     const char *name;
     const cJSON *params;
     if (!cJSON_IsObject(in))
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "%s must be an object {name, shape, datatype, data}",
-                         where);
+        return BAD("%s must be an object {name, shape, datatype, data}",
+                   where);
     int rc = name_of(in, where, &name, err, errlen);
     if (rc || (rc = params_of(in, where, &params, err, errlen))) return rc;
     for (int i = 0; i < k; i++)
         if (!strcmp(j->in[i].name, name))
-            return error_set(err, errlen, ERR_BAD_REQUEST,
-                             "inputs[%d] and %s are both named \"%s\"", i,
-                             where, name);
+            return BAD("inputs[%d] and %s are both named \"%s\"", i, where,
+                       name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(in, "datatype");
     if (!cJSON_IsString(dt))
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "%s.datatype must be a string such as \"FP32\"",
-                         where);
+        return BAD("%s.datatype must be a string such as \"FP32\"", where);
     int dtype = tensor_dtype_parse_v2(dt->valuestring);
     if (dtype < 0)
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "%s.datatype \"%s\" is not supported; use one of "
-                         "BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32, "
-                         "FP64",
-                         where, dt->valuestring);
+        return BAD("%s.datatype \"%s\" is not supported; use one of "
+                   "BOOL, UINT8, INT8, INT16, INT32, INT64, FP16, FP32, "
+                   "FP64",
+                   where, dt->valuestring);
     backend_tensor shape;
     char swhere[64];
     snprintf(swhere, sizeof swhere, "%s.shape", where);
@@ -365,31 +329,27 @@ static int decode_input(const cJSON *in, int k, infer_job *j, const char *bin,
     if (size) {
         double x = cJSON_IsNumber(size) ? size->valuedouble : -1;
         if (x < 0 || x != floor(x) || x > 9007199254740992.0)
-            return error_set(err, errlen, ERR_BAD_REQUEST,
-                             "%s.parameters.binary_data_size must be a "
-                             "non-negative integer",
-                             where);
+            return BAD("%s.parameters.binary_data_size must be a "
+                       "non-negative integer",
+                       where);
         if (data)
-            return error_set(err, errlen, ERR_BAD_REQUEST,
-                             "%s has both data and binary_data_size; send "
-                             "one",
-                             where);
+            return BAD("%s has both data and binary_data_size; send "
+                       "one",
+                       where);
         size_t n = (size_t)x;
         if (n > binlen - *off)
-            return error_set(err, errlen, ERR_BAD_REQUEST,
-                             "%s.parameters.binary_data_size is %zu but only "
-                             "%zu bytes of binary data are left after the "
-                             "JSON header",
-                             where, n, binlen - *off);
+            return BAD("%s.parameters.binary_data_size is %zu but only "
+                       "%zu bytes of binary data are left after the "
+                       "JSON header",
+                       where, n, binlen - *off);
         snprintf(dwhere, sizeof dwhere, "%s binary data", where);
         rc = tensor_from_bytes(bin + *off, n, (dtype_t)dtype, shape.shape,
                                shape.ndim, dwhere, &j->in[k], err, errlen);
         *off += n;
     } else {
         if (!data)
-            return error_set(err, errlen, ERR_BAD_REQUEST,
-                             "%s has no data (nor parameters.binary_data_size)",
-                             where);
+            return BAD("%s has no data (nor parameters.binary_data_size)",
+                       where);
         snprintf(dwhere, sizeof dwhere, "%s.data", where);
         rc = tensor_from_json_shaped(data, (dtype_t)dtype, shape.shape,
                                      shape.ndim, dwhere, &j->in[k], err,
@@ -406,10 +366,9 @@ static int decode_outputs(const cJSON *outs, v2_ctx *c, char *err,
                           size_t errlen) {
     if (!outs) return 0;
     if (!cJSON_IsArray(outs) || cJSON_GetArraySize(outs) > V2_MAX_OUTPUTS)
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "\"outputs\" must be an array of at most %d "
-                         "{\"name\": ...} objects",
-                         V2_MAX_OUTPUTS);
+        return BAD("\"outputs\" must be an array of at most %d "
+                   "{\"name\": ...} objects",
+                   V2_MAX_OUTPUTS);
     int k = 0, rc;
     for (const cJSON *o = outs->child; o; o = o->next, k++) {
         char where[48];
@@ -417,21 +376,18 @@ static int decode_outputs(const cJSON *outs, v2_ctx *c, char *err,
         const char *name;
         const cJSON *params;
         if (!cJSON_IsObject(o))
-            return error_set(err, errlen, ERR_BAD_REQUEST,
-                             "%s must be an object {\"name\": ...}", where);
+            return BAD("%s must be an object {\"name\": ...}", where);
         if ((rc = name_of(o, where, &name, err, errlen)) ||
             (rc = params_of(o, where, &params, err, errlen)))
             return rc;
         for (int i = 0; i < k; i++)
             if (!strcmp(c->sel[i].name, name))
-                return error_set(err, errlen, ERR_BAD_REQUEST,
-                                 "output \"%s\" is requested twice", name);
+                return BAD("output \"%s\" is requested twice", name);
         /* Would change what the answer means; silently ignoring it would
          * return something else than asked. */
-        if (params && cJSON_GetObjectItemCaseSensitive(params, "classification"))
-            return error_set(err, errlen, ERR_BAD_REQUEST,
-                             "%s.parameters.classification is not supported",
-                             where);
+        if (params &&
+            cJSON_GetObjectItemCaseSensitive(params, "classification"))
+            return BAD("%s.parameters.classification is not supported", where);
         snprintf(c->sel[k].name, BACKEND_NAME_LEN, "%s", name);
         c->sel[k].binary = -1;
         if ((rc = opt_bool(params, "binary_data", where, &c->sel[k].binary,
@@ -450,15 +406,15 @@ static int decode_request(http_request *req, size_t jlen, infer_job *j,
     int rc = parse_json(req->body, jlen, &root, err, errlen);
     if (rc) return rc;
     if (!cJSON_IsObject(root)) {
-        rc = error_set(err, errlen, ERR_BAD_REQUEST,
-                       "the body must be a JSON object {\"inputs\": [{name, "
-                       "shape, datatype, data}]}");
+        rc = BAD("the body must be a JSON object {\"inputs\": [{name, "
+                 "shape, datatype, data}]}");
         goto out;
     }
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
-    const cJSON *params, *inputs = cJSON_GetObjectItemCaseSensitive(root, "inputs");
+    const cJSON *params,
+        *inputs = cJSON_GetObjectItemCaseSensitive(root, "inputs");
     if (id && (!cJSON_IsString(id) || !(c->id = strdup(id->valuestring)))) {
-        rc = error_set(err, errlen, ERR_BAD_REQUEST, "\"id\" must be a string");
+        rc = BAD("\"id\" must be a string");
         goto out;
     }
     if ((rc = params_of(root, "request", &params, err, errlen)) ||
@@ -467,10 +423,9 @@ static int decode_request(http_request *req, size_t jlen, infer_job *j,
         goto out;
     int n = cJSON_IsArray(inputs) ? cJSON_GetArraySize(inputs) : -1;
     if (n < 1 || n > BACKEND_MAX_ARGS) {
-        rc = error_set(err, errlen, ERR_BAD_REQUEST,
-                       "\"inputs\" must be an array of 1 to %d {name, shape, "
-                       "datatype, data} objects",
-                       BACKEND_MAX_ARGS);
+        rc = BAD("\"inputs\" must be an array of 1 to %d {name, shape, "
+                 "datatype, data} objects",
+                 BACKEND_MAX_ARGS);
         goto out;
     }
     const char *bin = req->body + jlen;
@@ -480,10 +435,9 @@ static int decode_request(http_request *req, size_t jlen, infer_job *j,
         if ((rc = decode_input(in, k, j, bin, binlen, &off, err, errlen)))
             goto out;
     if (off != binlen) {
-        rc = error_set(err, errlen, ERR_BAD_REQUEST,
-                       "%zu bytes follow the JSON header, but the inputs' "
-                       "binary_data_size add up to %zu",
-                       binlen, off);
+        rc = BAD("%zu bytes follow the JSON header, but the inputs' "
+                 "binary_data_size add up to %zu",
+                 binlen, off);
         goto out;
     }
     rc = decode_outputs(cJSON_GetObjectItemCaseSensitive(root, "outputs"), c,
@@ -506,7 +460,8 @@ static void out_name(const infer_job *j, int i, char *buf, size_t len) {
 static int select_outputs(infer_job *j, v2_ctx *c, int *idx, int *bin) {
     char name[BACKEND_NAME_LEN];
     if (!c->nsel) {
-        for (int i = 0; i < j->nout; i++) idx[i] = i, bin[i] = c->binary_all;
+        for (int i = 0; i < j->nout; i++)
+            idx[i] = i, bin[i] = c->binary_all;
         return j->nout;
     }
     for (int s = 0; s < c->nsel; s++) {
@@ -548,7 +503,8 @@ static int encode_output(cJSON *arr, const infer_job *j, int i, int binary) {
     flat.ndim = 1;
     flat.shape[0] = (int64_t)tensor_numel(t);
     flat.is_scalar = 0;
-    cJSON_AddItemToObject(o, "shape", tensor_shape_json(t->is_scalar ? &flat : t));
+    cJSON_AddItemToObject(o, "shape",
+                          tensor_shape_json(t->is_scalar ? &flat : t));
     if (binary) {
         cJSON *p = cJSON_AddObjectToObject(o, "parameters");
         cJSON_AddNumberToObject(p, "binary_data_size", (double)t->nbytes);
@@ -561,18 +517,15 @@ static int encode_output(cJSON *arr, const infer_job *j, int i, int binary) {
     return 0;
 }
 
-static void reply_error(infer_job *j) {
-    if (j->rc == ERR_NO_MEMORY || j->merr.msg[0])
-        app_reply_model_error(j->req, j->rc, &j->merr);
-    else
-        http_reply_error(j->req, error_http_status(j->rc), "%s", j->err);
-}
-
 /* The $inference_response, followed by the binary outputs when any. */
 static void reply_v2(infer_job *j) {
     v2_ctx *c = j->ctx;
+    if (j->rc && (j->rc == ERR_NO_MEMORY || j->merr.msg[0])) {
+        app_reply_model_error(j->req, j->rc, &j->merr); /* a load failed */
+        return;
+    }
     if (j->rc) {
-        reply_error(j);
+        http_reply_error(j->req, error_http_status(j->rc), "%s", j->err);
         return;
     }
     int cap = c->nsel > j->nout ? c->nsel : j->nout;
@@ -629,19 +582,10 @@ done:
 
 /* JSON (also what curl -d sends), or octet-stream for binary tensors. */
 static int accepted_type(const char *ctype, int *octet) {
-    static const char *ok[] = {"application/json", "application/octet-stream",
-                               "text/plain",
-                               "application/x-www-form-urlencoded"};
-    *octet = 0;
-    if (!ctype || !*ctype) return 1;
-    size_t len = strcspn(ctype, ";");
-    while (len && ctype[len - 1] == ' ') len--;
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (len == strlen(ok[i]) && !strncasecmp(ctype, ok[i], len)) {
-            *octet = i == 1;
-            return 1;
-        }
-    return len > 5 && !strncasecmp(ctype + len - 5, "+json", 5);
+    *octet = ctype && !strncasecmp(ctype, "application/octet-stream", 24);
+    return !ctype || !*ctype || *octet || strcasestr(ctype, "json") ||
+           !strncasecmp(ctype, "text/plain", 10) ||
+           !strncasecmp(ctype, "application/x-www-form-urlencoded", 33);
 }
 
 /* Length of the JSON header: Inference-Header-Content-Length, or the
@@ -661,9 +605,10 @@ static int header_length(http_request *req, size_t *jlen) {
     *jlen = req->body_len;
     if (!h) {
         if (!octet) return 0;
-        http_reply_error(req, 400,
-                         "an application/octet-stream body needs an " V2_HEADER_LEN
-                         " header giving the length of its JSON header");
+        http_reply_error(
+            req, 400,
+            "an application/octet-stream body needs an " V2_HEADER_LEN
+            " header giving the length of its JSON header");
         return -1;
     }
     char *end;
@@ -672,7 +617,7 @@ static int header_length(http_request *req, size_t *jlen) {
     if (!isdigit((unsigned char)*h) || *end || errno || n > req->body_len) {
         http_reply_error(req, 400,
                          V2_HEADER_LEN " \"%s\" is not a length within the "
-                         "%zu-byte body",
+                                       "%zu-byte body",
                          h, req->body_len);
         return -1;
     }
@@ -737,16 +682,9 @@ void handle_v2_repo_index(http_request *req) {
         static const char *states[] = {"UNAVAILABLE", "LOADING", "READY",
                                        "UNLOADING", "UNAVAILABLE"};
         char reason[600] = "";
-        struct stat sb;
-        if (st.state == MODEL_ERROR)
-            snprintf(reason, sizeof reason, "%s", st.last_error);
-        else if (st.state == MODEL_NOT_LOADED && stat(st.path, &sb))
-            snprintf(reason, sizeof reason, "model file %s: %s", st.path,
-                     strerror(errno));
-        else if (st.state == MODEL_NOT_LOADED)
-            snprintf(reason, sizeof reason, "not loaded%s",
-                     app.cfg->lazy_loading ? "; it loads on first inference"
-                                           : "");
+        if ((st.state == MODEL_NOT_LOADED || st.state == MODEL_ERROR) &&
+            model_ready(e, reason, sizeof reason))
+            snprintf(reason, sizeof reason, "not loaded; loads on first use");
         if (!only_ready || st.state == MODEL_LOADED) {
             cJSON *m = cJSON_CreateObject();
             cJSON_AddStringToObject(m, "name", st.name);
@@ -798,14 +736,13 @@ void handle_v2_repo_load(http_request *req) {
     model_entry *e = path_model(req);
     cJSON *body;
     if (!e || parse_object_body(req, &body)) return;
-    const cJSON *p = body ? cJSON_GetObjectItemCaseSensitive(body, "parameters")
-                          : NULL;
-    int override = 0;
-    for (const cJSON *c = cJSON_IsObject(p) ? p->child : NULL; c; c = c->next)
-        if (!strcmp(c->string, "config") || !strncmp(c->string, "file:", 5))
-            override = 1;
+    const cJSON *p =
+        body ? cJSON_GetObjectItemCaseSensitive(body, "parameters") : NULL;
+    const cJSON *c = cJSON_IsObject(p) ? p->child : NULL;
+    while (c && strcmp(c->string, "config") && strncmp(c->string, "file:", 5))
+        c = c->next;
     cJSON_Delete(body);
-    if (override) {
+    if (c) {
         http_reply_error(req, 400,
                          "load parameters \"config\" and \"file:...\" are not "
                          "supported: inferd serves MODEL_PATH as it is");

@@ -497,7 +497,7 @@ int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
                          "%s: bad rank or dtype", where);
     out->dtype = dt;
     out->ndim = ndim;
-    memcpy(out->shape, shape, sizeof *shape * (size_t)ndim);
+    if (ndim) memcpy(out->shape, shape, sizeof *shape * (size_t)ndim);
     char stext[BACKEND_MAX_DIMS * 21 + 3];
     shape_text(shape, ndim, stext, sizeof stext);
     int ok;
@@ -522,7 +522,8 @@ int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
             v = v->child;
         }
         if (probe.ndim != ndim ||
-            memcmp(probe.shape, shape, sizeof *shape * (size_t)ndim)) {
+            (ndim &&
+             memcmp(probe.shape, shape, sizeof *shape * (size_t)ndim))) {
             char ptext[sizeof stext];
             shape_text(probe.shape, probe.ndim, ptext, sizeof ptext);
             return error_set(err, errlen, ERR_BAD_REQUEST,
@@ -584,7 +585,7 @@ int tensor_from_bytes(const void *data, size_t len, dtype_t dt,
                                  where, i, ((const uint8_t *)data)[i]);
     out->dtype = dt;
     out->ndim = ndim;
-    memcpy(out->shape, shape, sizeof *shape * (size_t)ndim);
+    if (ndim) memcpy(out->shape, shape, sizeof *shape * (size_t)ndim);
     out->nbytes = len;
     out->data = malloc(len ? len : 1);
     if (!out->data)
