@@ -86,10 +86,15 @@ integration: all asan models
 	INFERD_MODELS=$(CURDIR)/build/models \
 	/usr/bin/python3 -m pytest -q tests/integration
 
+# CI runs this: unit tests and the integration suite (ASan + UBSan where no
+# model is loaded, plus the sanitizer pass of integration-asan), then each
+# fuzz target for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
 test: deps
 	$(MAKE) all asan
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) fuzz SECONDS=$(FUZZ_SECONDS)
 
 run: deps
 	$(MAKE) all
@@ -116,6 +121,11 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(WARN) -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -O1 -g \
 	    -fsanitize=fuzzer,address,undefined $^ -o $@ $(LDLIBS)
 
+# The v2 target compiles handlers_v2.c itself to reach its static decoder.
+build/fuzz/fuzz_v2: tests/fuzz/fuzz_v2.c $(filter-out build/fuzz/obj/handlers_v2.o,$(FUZZ_OBJS)) src/handlers_v2.c
+	$(FUZZ_CC) $(WARN) -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) -O1 -g \
+	    -fsanitize=fuzzer,address,undefined $(filter %.o,$^) tests/fuzz/fuzz_v2.c -o $@ $(LDLIBS)
+
 # Each target: replay its kept crashers (regressions), then fuzz from its
 # seed corpus (copied, so the run does not dirty the tree).
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
@@ -130,6 +140,7 @@ fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	        build/fuzz/corpus/$$t 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|Done" || exit 1; \
 	done
 .PHONY: fuzz
+.SECONDARY: $(FUZZ_OBJS)
 
 # Benchmarks: bench/run.py drives wrk against the HTTP floor, inferd and the
 # Python seed server, and writes its figures into docs/performance.md.
