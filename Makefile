@@ -30,7 +30,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/tests/%)
 
-.PHONY: all deps run test unit integration asan clean help format models
+.PHONY: all deps run test unit integration integration-asan asan clean help format models
 
 all: build/inferd build/libinferd_torch.so
 
@@ -86,6 +86,14 @@ integration: all asan models
 	INFERD_MODELS=$(CURDIR)/build/models \
 	/usr/bin/python3 -m pytest -q tests/integration
 
+# The model tests again, with the daemon and the shim under ASan + UBSan
+# (libtorch itself is not instrumented). Tests of RSS figures are skipped
+# there; see conftest.memory_figures.
+integration-asan: asan models
+	INFERD_BIN=$(CURDIR)/build/asan/inferd INFERD_ASAN_BIN=$(CURDIR)/build/asan/inferd \
+	INFERD_MODELS=$(CURDIR)/build/models \
+	/usr/bin/python3 -m pytest -q tests/integration/test_model.py tests/integration/test_v2.py
+
 # CI runs this: unit tests and the integration suite (ASan + UBSan where no
 # model is loaded, plus the sanitizer pass of integration-asan), then each
 # fuzz target for FUZZ_SECONDS.
@@ -94,6 +102,7 @@ test: deps
 	$(MAKE) all asan
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) integration-asan
 	$(MAKE) fuzz SECONDS=$(FUZZ_SECONDS)
 
 run: deps

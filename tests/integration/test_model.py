@@ -17,7 +17,7 @@ import pytest
 import requests
 import torch
 
-from conftest import assert_json_reply, manifest, model
+from conftest import assert_json_reply, manifest, memory_figures, model
 from reference import reference
 
 torch.set_num_threads(1)
@@ -230,6 +230,7 @@ def test_two_arg_bad_names_400(inferd, body, needle):
 
 # ------------------------------------------------------------ load / unload
 
+@memory_figures
 def test_load_unload_cycle_replies(inferd):
     d = inferd(env={"MODEL_PATH": model("mlp.pt"), **T1})
     r = d.post("/model/load")
@@ -600,6 +601,7 @@ def _weights_kb(name):
     return manifest()[name]["weights_bytes"] / 1024
 
 
+@memory_figures
 def test_unload_frees_weights_no_mmap(inferd):
     name = "big50.pt"
     d = inferd(env={"MODEL_PATH": model(name), "MODEL_MMAP": "false", **T1})
@@ -633,6 +635,7 @@ def test_unload_frees_weights_no_mmap(inferd):
     assert m["loads"] == 22 and m["unloads"] == 22
 
 
+@memory_figures
 def test_mmap_weights_are_file_backed(inferd):
     name = "big50.pt"
     d = inferd(env={"MODEL_PATH": model(name), **T1})   # MODEL_MMAP default
@@ -668,6 +671,7 @@ def test_idle_unload(inferd):
     assert d.predict([[1.0, 2.0, 3.0, 4.0]]).status_code == 200
 
 
+@memory_figures
 def test_unload_on_pressure(inferd):
     d = inferd(env={"MODEL_PATH": model("mlp.pt"), "MEMORY_LIMIT_MB": "100",
                     "MEMORY_GUARD": "false", "UNLOAD_ON_PRESSURE": "true",
