@@ -8,8 +8,8 @@ static const config *cfg;
 
 void auth_init(const config *c) { cfg = c; }
 
-int auth_equal(const char *a, const char *b) {
-    size_t la = strlen(a), lb = strlen(b);
+int auth_equal(const char *a, size_t la, const char *b) {
+    size_t lb = strlen(b);
     /* Walk the secret's length whatever a is, so that timing tells
      * nothing about how much of it matched. */
     volatile unsigned char diff = (unsigned char)(la != lb);
@@ -23,8 +23,18 @@ int auth_equal(const char *a, const char *b) {
 /* 0 when the Bearer token equals secret, else a reply is set. */
 static int check_bearer(http_request *req, const char *secret,
                         const char *what) {
+    /* "Bearer" 1*SP token (RFC 6750); trailing blanks are not part of a
+     * header value (RFC 7230), and libmicrohttpd leaves them in. */
     const char *h = http_header(req, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) || !h[7]) {
+    const char *tok = NULL;
+    size_t len = 0;
+    if (h && !strncasecmp(h, "Bearer ", 7)) {
+        tok = h + 7;
+        while (*tok == ' ') tok++;
+        len = strlen(tok);
+        while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t')) len--;
+    }
+    if (!len) {
         http_reply_error(req, 401,
                          "this endpoint needs \"Authorization: Bearer "
                          "<%s>\"",
@@ -32,7 +42,7 @@ static int check_bearer(http_request *req, const char *secret,
         http_reply_header(req, "WWW-Authenticate", "Bearer");
         return 1;
     }
-    if (!auth_equal(h + 7, secret)) {
+    if (!auth_equal(tok, len, secret)) {
         http_reply_error(req, 403, "the %s is wrong", what);
         return 1;
     }

@@ -175,6 +175,14 @@ static int set_value(config *c, const setting *s, const char *v, char *err,
         return 0;
     }
     case T_STR:
+        /* A secret read from a file often ends in a newline, which no
+         * Authorization header can carry: refuse it rather than never
+         * match. */
+        if (s->secret && *v && strchr(" \t\r\n", v[strlen(v) - 1]))
+            return error_set(err, errlen, ERR_BAD_REQUEST,
+                             "invalid %s: it ends in whitespace (a newline "
+                             "from a file?); strip it",
+                             s->env);
         *(const char **)base = v;
         return 0;
     }

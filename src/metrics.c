@@ -127,8 +127,10 @@ static void hist_render(out *o, const char *name, const char *labels,
     cum += atomic_load(&h->counts[h->nbounds]);
     put(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
         (unsigned long long)cum);
-    put(o, "%s_sum{%s} %.9g\n", name, labels, atomic_load(&h->sum));
-    put(o, "%s_count{%s} %llu\n", name, labels, (unsigned long long)cum);
+    const char *lb = *labels ? "{" : "", *rb = *labels ? "}" : "";
+    put(o, "%s_sum%s%s%s %.17g\n", name, lb, labels, rb, atomic_load(&h->sum));
+    put(o, "%s_count%s%s%s %llu\n", name, lb, labels, rb,
+        (unsigned long long)cum);
 }
 
 static void header(out *o, const char *name, const char *type,

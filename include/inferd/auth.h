@@ -17,8 +17,8 @@ void auth_init(const config *cfg);
 /* The http_guard: 0 to let the request through, else a reply is set. */
 int auth_check(http_request *req, route_access access);
 
-/* Constant-time equality of two NUL-terminated strings: the time depends
- * only on the length of b (the secret). */
-int auth_equal(const char *a, const char *b);
+/* Constant-time equality of a (la bytes) and the NUL-terminated secret b:
+ * the time depends only on the length of b. */
+int auth_equal(const char *a, size_t la, const char *b);
 
 #endif
