@@ -79,7 +79,7 @@ unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
 models:
-	/usr/bin/python3 tests/fixtures/make_models.py build/models
+	/usr/bin/python3 tests/fixtures/make_models.py build/models --large --huge
 
 integration: all asan models
 	INFERD_BIN=$(CURDIR)/build/inferd INFERD_ASAN_BIN=$(CURDIR)/build/asan/inferd \
@@ -171,3 +171,11 @@ build/bench/forward_floor: bench/forward_floor.cpp
 
 bench: all $(BENCH_BINS)
 	/usr/bin/python3 bench/run.py
+
+# Long reliability runs: 50 000 predictions, 200 load/unload cycles, 30 s of
+# races under ASan, valgrind, the bad-input matrix (tests/soak/soak.py).
+.PHONY: soak
+soak: all asan models
+	INFERD_BIN=$(CURDIR)/build/inferd INFERD_ASAN_BIN=$(CURDIR)/build/asan/inferd \
+	INFERD_MODELS=$(CURDIR)/build/models \
+	/usr/bin/python3 tests/soak/soak.py

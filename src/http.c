@@ -4,6 +4,7 @@
 #include "inferd/http.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,6 +83,7 @@ void http_reply_error(http_request *req, int status, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    error_clean_text(msg);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "error", msg);
     http_reply_json(req, status, o);
@@ -169,12 +172,85 @@ static int append_body(request *r, const char *data, size_t n) {
     return 0;
 }
 
+/* Count the framing headers of a request. */
+typedef struct {
+    int content_length, transfer_encoding;
+    const char *cl_first;
+    int cl_conflict;
+    const char *te;
+} framing;
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
+                                     const char *key, const char *value) {
+    (void)kind;
+    framing *f = cls;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        if (f->content_length++ && strcmp(f->cl_first, value))
+            f->cl_conflict = 1;
+        else
+            f->cl_first = value;
+    } else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->transfer_encoding++;
+        f->te = value;
+    }
+    return MHD_YES;
+}
+
+/* A request whose body length has two readings (Content-Length with
+ * Transfer-Encoding, two different Content-Lengths) is how requests are
+ * smuggled past proxies: refuse it, and any coding but plain chunked,
+ * before reading a byte of body. Returns 0 or the status to answer. */
+static int check_framing(struct MHD_Connection *conn, const char *version,
+                         const char **why) {
+    if (!version || (strcmp(version, MHD_HTTP_VERSION_1_1) &&
+                     strcmp(version, MHD_HTTP_VERSION_1_0))) {
+        *why = "malformed request line: expected METHOD /path HTTP/1.1";
+        return 400;
+    }
+    framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+    if (f.transfer_encoding && f.content_length) {
+        *why = "Content-Length and Transfer-Encoding together: send one";
+        return 400;
+    }
+    if (f.cl_conflict) {
+        *why = "conflicting Content-Length headers: send one";
+        return 400;
+    }
+    if (f.transfer_encoding > 1 ||
+        (f.transfer_encoding && strcasecmp(f.te, "chunked"))) {
+        *why = "only Transfer-Encoding: chunked is supported";
+        return 501;
+    }
+    return 0;
+}
+
+/* Percent-decoding as libmicrohttpd does it, except %00: a decoded NUL
+ * would cut the path short ("/health%00.json" served as "/health"), so it
+ * stays as the three characters and matches no route. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *uri) {
+    (void)cls;
+    (void)conn;
+    char *r = uri, *w = uri;
+    while (*r) {
+        if (r[0] == '%' && isxdigit((unsigned char)r[1]) &&
+            isxdigit((unsigned char)r[2]) && !(r[1] == '0' && r[2] == '0')) {
+            char hex[3] = {r[1], r[2], 0};
+            *w++ = (char)strtol(hex, NULL, 16);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - uri);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *data,
                                   size_t *data_size, void **state) {
     (void)cls;
-    (void)version;
     request *r = *state;
     if (!r) {
         r = calloc(1, sizeof *r);
@@ -185,6 +261,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         r->pub.path = url;
         r->pub.conn = conn;
         r->pub.start = now();
+        const char *why = NULL;
+        int bad = check_framing(conn, version, &why);
+        if (bad) {
+            r->early = 1;
+            http_reply_error(&r->pub, bad, "%s", why);
+            http_reply_header(&r->pub, MHD_HTTP_HEADER_CONNECTION, "close");
+            return send_reply(conn, &r->pub);
+        }
         /* Refuse an announced oversized body before reading any of it. */
         const char *cl = MHD_lookup_connection_value(
             conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -272,7 +356,8 @@ int http_start(const http_options *opt, const route *table, size_t n,
         MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
         NULL, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)opt->connection_timeout, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)opt->max_connections, MHD_OPTION_EXTERNAL_LOGGER,
+        (unsigned)opt->max_connections, MHD_OPTION_UNESCAPE_CALLBACK,
+        unescape, NULL, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, NULL, MHD_OPTION_END);
     if (!daemon_)
         return error_set(err, errlen, ERR_INTERNAL,

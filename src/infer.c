@@ -196,12 +196,15 @@ static void run_batch(queue_job **qjobs, int n) {
     for (int i = 0; i < n; i++) jobs[i]->queue_ms = (t - qjobs[i]->enqueued) * 1000.0;
     infer_job *first = jobs[0];
     model_handle h;
-    int rc = model_acquire(first->entry, &h, &first->merr);
+    model_err merr = {0};
+    int rc = model_acquire(first->entry, &h, &merr);
     if (rc) {
+        /* Every job shares the failed load's answer; merr is a local copy
+         * because finish() frees each job, the first included. */
         for (int i = 0; i < n; i++) {
             jobs[i]->rc = rc;
-            jobs[i]->merr = first->merr;
-            snprintf(jobs[i]->err, sizeof jobs[i]->err, "%s", first->merr.msg);
+            jobs[i]->merr = merr;
+            snprintf(jobs[i]->err, sizeof jobs[i]->err, "%s", merr.msg);
             finish(jobs[i]);
         }
         return;

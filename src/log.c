@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "inferd/error.h"
+
 static log_level min_level = LOG_INFO;
 static int as_json = 0;
 
@@ -46,11 +48,14 @@ static void put(line *l, const char *fmt, ...) {
 
 /* JSON string escaping; also used for text output of values with spaces. */
 static void put_quoted(line *l, const char *s) {
+    char clean[1024];
+    snprintf(clean, sizeof clean, "%s", s);
+    error_clean_text(clean); /* JSON lines must stay valid UTF-8 */
     put(l, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)clean; *p; p++) {
         if (*p == '"' || *p == '\\')
             put(l, "\\%c", *p);
-        else if (*p < 0x20)
+        else if (*p < 0x20 || *p == 0x7f)
             put(l, "\\u%04x", *p);
         else
             put(l, "%c", *p);
@@ -58,10 +63,18 @@ static void put_quoted(line *l, const char *s) {
     put(l, "\"");
 }
 
+/* Quote values with spaces, quotes, '=' or control bytes: a request path
+ * with %0a in it must not start a forged log line. */
+static int needs_quotes(const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= ' ' || *p == '"' || *p == '=' || *p == 0x7f) return 1;
+    return 0;
+}
+
 static void put_value(line *l, log_value v) {
     switch (v.kind) {
     case 0:
-        if (as_json || !v.s || strpbrk(v.s, " \"=") || !*v.s)
+        if (as_json || !v.s || !*v.s || needs_quotes(v.s))
             put_quoted(l, v.s ? v.s : "");
         else
             put(l, "%s", v.s);

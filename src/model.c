@@ -253,7 +253,10 @@ static int do_load(model_entry *e, loaded **out, model_err *err) {
     rss_now(&after);
     e->last_load_ms = ms;
     e->load_peak_rss_mb = after.hwm_mb;
-    e->paging = (double)l->info.mapped_bytes > (double)limit->limit_bytes;
+    /* Mapped weights page from disk once they and what is already resident
+     * (the runtime, the heap) cannot all stay in memory under the limit. */
+    e->paging = (double)l->info.mapped_bytes + after.rss_mb * (1 << 20) >
+                (double)limit->limit_bytes;
     log_event(LOG_INFO, "model loaded", "name", LOG_STR(e->name), "ms",
               LOG_NUM(ms), "rss_before_mb", LOG_NUM(before.rss_mb),
               "rss_after_mb", LOG_NUM(after.rss_mb), "anon_before_mb",
@@ -446,7 +449,13 @@ void model_tick(void) {
                   "limit_mb", LOG_NUM((double)limit->limit_bytes / (1 << 20)),
                   "percent", LOG_NUM(u.percent), "source", LOG_STR(u.source),
                   NULL);
-    int critical_now = !strcmp(u.level, "critical");
+    /* One pressure unload per stay in critical: if the runtime alone keeps
+     * usage critical, unloading again and again would only make every
+     * prediction reload. Re-armed once usage leaves critical. */
+    static int pressure_armed = 1;
+    int critical = !strcmp(u.level, "critical");
+    if (!critical) pressure_armed = 1;
+    int critical_now = critical && pressure_armed;
     last_level = u.level;
     if (!have_entry) return;
     model_status st;
@@ -462,6 +471,8 @@ void model_tick(void) {
     int was;
     double freed;
     model_unload(&the_entry, &was, &freed);
+    if (was && !strcmp(why, "memory pressure"))
+        pressure_armed = 0;
     if (was)
         log_event(LOG_INFO, "model unloaded automatically", "reason",
                   LOG_STR(why), "freed_mb", LOG_NUM(freed), NULL);

@@ -39,6 +39,12 @@ int error_http_status(int code);
 /* Short name of an ERR_* code, for logs. */
 const char *error_name(int code);
 
+/* Make s safe to put in a JSON reply or a log line, in place: every byte
+ * that is not part of valid UTF-8, and every control byte, becomes '?'.
+ * Requests echo paths and values into messages; they must not carry
+ * invalid text into the JSON. */
+void error_clean_text(char *s);
+
 /* printf into err (which may be NULL) and return code. */
 int error_set(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
