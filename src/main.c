@@ -111,6 +111,14 @@ int main(int argc, char **argv) {
                   NULL);
     config_log(&cfg);
 
+    /* libtorch's OpenMP threads spin while they wait for work by default;
+     * on a small instance they then take the cores the HTTP thread and the
+     * other workers need (measured here: CNN at 16 clients, 2 threads, 31-93
+     * req/s spinning vs 573-661 passive; docs/performance.md). Set before
+     * any thread exists and before libgomp is loaded, and only when the
+     * user has not chosen. */
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+
     app.cfg = &cfg;
     app.started = app_now();
     memory_limit_detect("", cfg.memory_limit_mb,

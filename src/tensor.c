@@ -32,15 +32,16 @@ int tensor_dtype_parse(const char *name) {
 }
 
 const char *tensor_dtype_name(dtype_t dt) {
-    static const char *names[DTYPE_COUNT] = {
-        "float32", "float64", "float16", "int64", "int32",
-        "int16",   "int8",    "uint8",   "bool"};
+    static const char *names[DTYPE_COUNT] = {"float32", "float64", "float16",
+                                             "int64",   "int32",   "int16",
+                                             "int8",    "uint8",   "bool"};
     return (unsigned)dt < DTYPE_COUNT ? names[dt] : "unknown";
 }
 
 size_t tensor_numel(const backend_tensor *t) {
     size_t n = 1;
-    for (int i = 0; i < t->ndim; i++) n *= (size_t)t->shape[i];
+    for (int i = 0; i < t->ndim; i++)
+        n *= (size_t)t->shape[i];
     return n;
 }
 
@@ -48,7 +49,8 @@ int tensor_parse_shape(const char *text, backend_tensor *t, char *err,
                        size_t errlen) {
     t->ndim = 0;
     const char *p = text;
-    while (*p == ' ') p++;
+    while (*p == ' ')
+        p++;
     if (!*p) return 0; /* a 0-dim scalar */
     for (;;) {
         char *end;
@@ -65,7 +67,8 @@ int tensor_parse_shape(const char *text, backend_tensor *t, char *err,
                              BACKEND_MAX_DIMS);
         t->shape[t->ndim++] = d;
         p = end;
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (!*p) return 0;
         if (*p != ',')
             return error_set(err, errlen, ERR_BAD_REQUEST,
@@ -91,7 +94,8 @@ float tensor_half_to_float(uint16_t h) {
             bits = sign;
         } else { /* subnormal: normalise */
             exp = 127 - 15 + 1;
-            while (!(man & 0x400)) man <<= 1, exp--;
+            while (!(man & 0x400))
+                man <<= 1, exp--;
             bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
         }
     } else if (exp == 31) {
@@ -137,10 +141,25 @@ typedef struct {
     size_t next; /* index of the next element */
     char *err;
     size_t errlen;
+    /* Where the walk is: where[idx[0]]...[idx[depth-1]]. The text is only
+     * made for an error message: formatting it for every number was most
+     * of the decoder's time. */
+    const char *where;
+    int depth;
+    int64_t idx[BACKEND_MAX_DIMS];
+    char path[BACKEND_MAX_DIMS * 24 + 128];
 } decoder;
 
-/* Store one JSON leaf as element d->next. path names it for errors. */
-static int put_leaf(decoder *d, const cJSON *v, const char *path) {
+static const char *path_of(decoder *d) {
+    size_t used = (size_t)snprintf(d->path, sizeof d->path, "%s", d->where);
+    for (int i = 0; i < d->depth && used < sizeof d->path; i++)
+        used += (size_t)snprintf(d->path + used, sizeof d->path - used,
+                                 "[%lld]", (long long)d->idx[i]);
+    return d->path;
+}
+
+/* Store one JSON leaf as element d->next. */
+static int put_leaf(decoder *d, const cJSON *v) {
     double x;
     if (cJSON_IsBool(v)) {
         x = cJSON_IsTrue(v) ? 1 : 0;
@@ -148,7 +167,7 @@ static int put_leaf(decoder *d, const cJSON *v, const char *path) {
         x = v->valuedouble;
     } else {
         return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
-                         "%s is %s, expected a number", path,
+                         "%s is %s, expected a number", path_of(d),
                          cJSON_IsNull(v)     ? "null"
                          : cJSON_IsString(v) ? "a string"
                          : cJSON_IsObject(v) ? "an object"
@@ -156,16 +175,17 @@ static int put_leaf(decoder *d, const cJSON *v, const char *path) {
     }
     char *p = d->data + d->next * d->esize;
     d->next++;
-    static const double lo[] = {0, 0, 0, -9223372036854775808.0, -2147483648.0,
-                                -32768, -128, 0, 0};
-    static const double hi[] = {0, 0, 0, 9223372036854775807.0, 2147483647.0,
-                                32767, 127, 255, 1};
+    static const double lo[] = {
+        0, 0, 0, -9223372036854775808.0, -2147483648.0, -32768, -128, 0, 0};
+    static const double hi[] = {
+        0, 0, 0, 9223372036854775807.0, 2147483647.0, 32767, 127, 255, 1};
     switch (d->dt) {
     case DTYPE_FLOAT32: {
         float f = (float)x;
         if (isinf(f))
             return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
-                             "%s = %g is out of range for float32", path, x);
+                             "%s = %g is out of range for float32", path_of(d),
+                             x);
         memcpy(p, &f, 4);
         return 0;
     }
@@ -173,7 +193,8 @@ static int put_leaf(decoder *d, const cJSON *v, const char *path) {
     case DTYPE_FLOAT16: {
         if (fabs(x) > 65504.0)
             return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
-                             "%s = %g is out of range for float16", path, x);
+                             "%s = %g is out of range for float16", path_of(d),
+                             x);
         uint16_t h = tensor_float_to_half((float)x);
         memcpy(p, &h, 2);
         return 0;
@@ -183,7 +204,7 @@ static int put_leaf(decoder *d, const cJSON *v, const char *path) {
     if (x != floor(x) || x < lo[d->dt] || x > hi[d->dt] ||
         (d->dt == DTYPE_INT64 && x >= 9223372036854775808.0))
         return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
-                         "%s = %g is not %s for %s", path, x,
+                         "%s = %g is not %s for %s", path_of(d), x,
                          x != floor(x) ? "an integer" : "in range",
                          tensor_dtype_name(d->dt));
     switch (d->dt) {
@@ -212,37 +233,37 @@ static int put_leaf(decoder *d, const cJSON *v, const char *path) {
     return 0;
 }
 
-/* Walk v, which must have shape[depth..ndim). path grows with indices. */
+/* Walk v, which must have shape[depth..ndim). */
 static int walk(decoder *d, const cJSON *v, const backend_tensor *t,
-                int depth, char *path, size_t plen) {
+                int depth) {
+    d->depth = depth;
     if (depth == t->ndim) {
         if (cJSON_IsArray(v))
             return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
                              "%s is an array, expected a number (the array "
                              "is ragged: deeper here than at its first "
                              "element)",
-                             path);
-        return put_leaf(d, v, path);
+                             path_of(d));
+        return put_leaf(d, v);
     }
     if (!cJSON_IsArray(v))
         return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
                          "%s is not an array, expected %lld elements (the "
                          "array is ragged)",
-                         path, (long long)t->shape[depth]);
+                         path_of(d), (long long)t->shape[depth]);
     int64_t n = cJSON_GetArraySize(v);
     if (n != t->shape[depth])
         return error_set(d->err, d->errlen, ERR_BAD_REQUEST,
                          "%s has %lld elements, expected %lld (the array is "
                          "ragged)",
-                         path, (long long)n, (long long)t->shape[depth]);
-    size_t used = strlen(path);
+                         path_of(d), (long long)n, (long long)t->shape[depth]);
     int64_t i = 0;
     for (const cJSON *c = v->child; c; c = c->next, i++) {
-        snprintf(path + used, plen - used, "[%lld]", (long long)i);
-        int rc = walk(d, c, t, depth + 1, path, plen);
+        d->idx[depth] = i;
+        int rc = walk(d, c, t, depth + 1);
         if (rc) return rc;
+        d->depth = depth;
     }
-    path[used] = '\0';
     return 0;
 }
 
@@ -266,10 +287,13 @@ int tensor_from_json(const cJSON *value, dtype_t dt, const char *where,
     out->data = malloc(out->nbytes ? out->nbytes : 1);
     if (!out->data)
         return error_set(err, errlen, ERR_INTERNAL, "out of memory");
-    decoder d = {dt, esize, out->data, 0, err, errlen};
-    char path[BACKEND_MAX_DIMS * 24 + 128];
-    snprintf(path, sizeof path, "%s", where);
-    int rc = walk(&d, value, out, 0, path, sizeof path);
+    decoder d = {.dt = dt,
+                 .esize = esize,
+                 .data = out->data,
+                 .err = err,
+                 .errlen = errlen,
+                 .where = where};
+    int rc = walk(&d, value, out, 0);
     if (rc) tensor_free(out);
     return rc;
 }
@@ -285,7 +309,8 @@ typedef struct {
 static void sb_reserve(sbuf *b, size_t n) {
     if (b->oom || b->len + n < b->cap) return;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap <= b->len + n) cap *= 2;
+    while (cap <= b->len + n)
+        cap *= 2;
     char *nb = realloc(b->buf, cap);
     if (!nb) {
         b->oom = 1;
@@ -370,8 +395,12 @@ static void put_elem(sbuf *b, const backend_tensor *t, size_t i) {
         n = snprintf(num, sizeof num, "%d", x);
         break;
     }
-    case DTYPE_INT8: n = snprintf(num, sizeof num, "%d", *(const int8_t *)p); break;
-    case DTYPE_UINT8: n = snprintf(num, sizeof num, "%u", *(const uint8_t *)p); break;
+    case DTYPE_INT8:
+        n = snprintf(num, sizeof num, "%d", *(const int8_t *)p);
+        break;
+    case DTYPE_UINT8:
+        n = snprintf(num, sizeof num, "%u", *(const uint8_t *)p);
+        break;
     case DTYPE_BOOL:
         if (*p) return sb_puts(b, "true", 4);
         return sb_puts(b, "false", 5);
@@ -416,9 +445,9 @@ cJSON *tensor_shape_json(const backend_tensor *t) {
 /* ------------------------------------------------ Open Inference Protocol */
 
 /* The v2 names, indexed by dtype_t. */
-static const char *v2_names[DTYPE_COUNT] = {"FP32", "FP64", "FP16",  "INT64",
-                                            "INT32", "INT16", "INT8", "UINT8",
-                                            "BOOL"};
+static const char *v2_names[DTYPE_COUNT] = {"FP32",  "FP64",  "FP16",
+                                            "INT64", "INT32", "INT16",
+                                            "INT8",  "UINT8", "BOOL"};
 
 int tensor_dtype_parse_v2(const char *name) {
     for (int d = 0; d < DTYPE_COUNT; d++)
@@ -434,8 +463,8 @@ const char *tensor_dtype_name_v2(dtype_t dt) {
 static void shape_text(const int64_t *shape, int ndim, char *out, size_t len) {
     size_t used = (size_t)snprintf(out, len, "[");
     for (int i = 0; i < ndim && used < len; i++)
-        used += (size_t)snprintf(out + used, len - used, "%s%lld", i ? "," : "",
-                                 (long long)shape[i]);
+        used += (size_t)snprintf(out + used, len - used, "%s%lld",
+                                 i ? "," : "", (long long)shape[i]);
     if (used < len) snprintf(out + used, len - used, "]");
 }
 
@@ -484,7 +513,8 @@ int tensor_shape_from_json(const cJSON *shape, const char *where,
 static size_t count_leaves(const cJSON *v) {
     if (!cJSON_IsArray(v)) return 1;
     size_t n = 0;
-    for (const cJSON *c = v->child; c; c = c->next) n += count_leaves(c);
+    for (const cJSON *c = v->child; c; c = c->next)
+        n += count_leaves(c);
     return n;
 }
 
@@ -493,8 +523,8 @@ int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
                             backend_tensor *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (ndim < 0 || ndim > BACKEND_MAX_DIMS || (unsigned)dt >= DTYPE_COUNT)
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "%s: bad rank or dtype", where);
+        return error_set(err, errlen, ERR_BAD_REQUEST, "%s: bad rank or dtype",
+                         where);
     out->dtype = dt;
     out->ndim = ndim;
     if (ndim) memcpy(out->shape, shape, sizeof *shape * (size_t)ndim);
@@ -503,10 +533,10 @@ int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
     int ok;
     size_t numel = shape_numel(shape, ndim, &ok);
     if (!ok)
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "shape %s is too large", stext);
-    int nested = cJSON_IsArray(value) && value->child &&
-                 cJSON_IsArray(value->child);
+        return error_set(err, errlen, ERR_BAD_REQUEST, "shape %s is too large",
+                         stext);
+    int nested =
+        cJSON_IsArray(value) && value->child && cJSON_IsArray(value->child);
     size_t have = count_leaves(value);
     if (have != numel)
         return error_set(err, errlen, ERR_BAD_REQUEST,
@@ -532,28 +562,31 @@ int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
                              where, ptext, stext);
         }
     } else if (!cJSON_IsArray(value) && ndim > 0 && numel != 1) {
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "%s must be an array", where);
+        return error_set(err, errlen, ERR_BAD_REQUEST, "%s must be an array",
+                         where);
     }
     size_t esize = backend_dtype_size(dt);
     out->nbytes = numel * esize;
     out->data = malloc(out->nbytes ? out->nbytes : 1);
     if (!out->data)
         return error_set(err, errlen, ERR_INTERNAL, "out of memory");
-    decoder d = {dt, esize, out->data, 0, err, errlen};
-    char path[BACKEND_MAX_DIMS * 24 + 128];
-    snprintf(path, sizeof path, "%s", where);
+    decoder d = {.dt = dt,
+                 .esize = esize,
+                 .data = out->data,
+                 .err = err,
+                 .errlen = errlen,
+                 .where = where};
     int rc = 0;
     if (nested) {
-        rc = walk(&d, value, out, 0, path, sizeof path);
+        rc = walk(&d, value, out, 0);
     } else if (cJSON_IsArray(value)) {
-        size_t i = 0, plen = strlen(path);
-        for (const cJSON *c = value->child; c && !rc; c = c->next, i++) {
-            snprintf(path + plen, sizeof path - plen, "[%zu]", i);
-            rc = put_leaf(&d, c, path);
+        d.depth = 1;
+        for (const cJSON *c = value->child; c && !rc; c = c->next) {
+            rc = put_leaf(&d, c);
+            d.idx[0]++;
         }
     } else {
-        rc = put_leaf(&d, value, path);
+        rc = put_leaf(&d, value);
     }
     if (rc) tensor_free(out);
     return rc;
@@ -564,15 +597,15 @@ int tensor_from_bytes(const void *data, size_t len, dtype_t dt,
                       backend_tensor *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (ndim < 0 || ndim > BACKEND_MAX_DIMS || (unsigned)dt >= DTYPE_COUNT)
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "%s: bad rank or dtype", where);
+        return error_set(err, errlen, ERR_BAD_REQUEST, "%s: bad rank or dtype",
+                         where);
     char stext[BACKEND_MAX_DIMS * 21 + 3];
     shape_text(shape, ndim, stext, sizeof stext);
     int ok;
     size_t want = shape_numel(shape, ndim, &ok) * backend_dtype_size(dt);
     if (!ok)
-        return error_set(err, errlen, ERR_BAD_REQUEST,
-                         "shape %s is too large", stext);
+        return error_set(err, errlen, ERR_BAD_REQUEST, "shape %s is too large",
+                         stext);
     if (want != len)
         return error_set(err, errlen, ERR_BAD_REQUEST,
                          "%s has %zu bytes but shape %s of %s needs %zu",
