@@ -332,14 +332,79 @@ static void sb_puts(sbuf *b, const char *s, size_t n) {
     b->len += n;
 }
 
-/* The shortest %g text that reads back to the same float. */
-static int format_float(char *out, size_t len, float f) {
+/* The shortest %g text that reads back to the same float: the slow, sure
+ * way, a search over precisions with snprintf and strtof. */
+static int format_float_slow(char *out, size_t len, float f) {
     int n = 0;
     for (int prec = isnormal(f) ? 6 : 1; prec <= 9; prec++) {
         n = snprintf(out, len, "%.*g", prec, (double)f);
         if (strtof(out, NULL) == f) break;
     }
     return n;
+}
+
+static const double pow10_tab[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
+                                   1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17,
+                                   1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Write digits (no trailing zeros, n of them) times 10^x, where x is the
+ * exponent of the first digit, as a JSON number: plain from 1e-6 to 1e21,
+ * else with an exponent (as JavaScript writes numbers). */
+static int put_decimal(char *out, const char *digits, int n, int x, int neg) {
+    char *o = out;
+    if (neg) *o++ = '-';
+    if (x >= -6 && x < 0) { /* 0.000ddd */
+        *o++ = '0', *o++ = '.';
+        for (int i = 0; i < -x - 1; i++) *o++ = '0';
+        memcpy(o, digits, (size_t)n), o += n;
+    } else if (x >= 0 && x < 21) { /* ddd.ddd or ddd000 */
+        for (int i = 0; i < n || i <= x; i++) {
+            if (i == x + 1) *o++ = '.';
+            *o++ = i < n ? digits[i] : '0';
+        }
+    } else { /* d.ddde±x */
+        *o++ = digits[0];
+        if (n > 1) *o++ = '.', memcpy(o, digits + 1, (size_t)n - 1), o += n - 1;
+        o += sprintf(o, "e%d", x);
+    }
+    *o = '\0';
+    return (int)(o - out);
+}
+
+/* The shortest text that reads back to f, without snprintf/strtof in the
+ * common case. For p = 1..9 digits, round f to p significant digits in
+ * double and accept the candidate when its value lies strictly inside the
+ * interval of reals that round to f (between the midpoints to its
+ * neighbours), with a margin that covers the one rounding of computing it.
+ * Then strtof must read it back as f. What the shortcut cannot decide
+ * (very large or small exponents) goes to the slow search. */
+static int format_float(char *out, size_t len, float f) {
+    if (f == 0) return snprintf(out, len, signbit(f) ? "-0" : "0");
+    double d = fabs((double)f);
+    float af = fabsf(f);
+    double lo = ((double)nextafterf(af, 0) + d) / 2; /* exact in double */
+    double hi = ((double)nextafterf(af, INFINITY) + d) / 2;
+    int e = (int)floor(log10(d));
+    for (int p = 1; p <= 9; p++) {
+        int k = e - p + 1; /* candidate = m * 10^k */
+        if (k < -22 || k > 22 || e - k > 22) break;
+        double scaled = k < 0 ? d * pow10_tab[-k] : d / pow10_tab[k];
+        double m = nearbyint(scaled);
+        if (m >= pow10_tab[p]) continue; /* rounded up to p+1 digits */
+        if (m < pow10_tab[p - 1]) continue; /* e was one too high */
+        double v = k < 0 ? m / pow10_tab[-k] : m * pow10_tab[k];
+        double margin = v * 4e-16;
+        if (v + margin <= lo || v - margin >= hi) continue; /* outside */
+        if (v - margin <= lo || v + margin >= hi)
+            break; /* on or near a midpoint: ties need strtof's rule */
+        char digits[24];
+        int n = snprintf(digits, sizeof digits, "%.0f", m);
+        while (n > 1 && digits[n - 1] == '0') n--;
+        if (len < 40) break;
+        return put_decimal(out, digits, n, e, f < 0);
+    }
+    return format_float_slow(out, len, f);
 }
 
 static int format_double(char *out, size_t len, double x) {

@@ -449,7 +449,7 @@ static void test_tensor_encode_float32_shortest_round_trip(void **state) {
     assert_string_equal(nums[6], "-0");
     assert_string_equal(nums[7], "0");
     assert_string_equal(nums[8], "100");
-    assert_string_equal(nums[9], "1e-07");
+    assert_string_equal(nums[9], "1e-7");
     free(nums);
     free(text);
     free(v);
