@@ -29,6 +29,25 @@ static void skip_ws(parser *ps) {
         ps->p++;
 }
 
+/* float32 from up to 19 digits (what Python writes for a float32 value:
+ * 17) without strtod. The double computed here may be ~1 ulp off the
+ * correctly rounded one, so its cast to float is the same as the exact
+ * one's unless it lies next to a float rounding boundary (a midpoint
+ * between two floats, exact in double): then decline, and strtod decides.
+ * Sets *out to the float's value and returns 1, or returns 0. */
+static int float_shortcut(uint64_t mant, int exp10, int neg, double *out) {
+    double d = (double)mant;
+    d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
+    float f = (float)d;
+    if (f == 0 || isinf(f)) return 0;
+    double lo = ((double)nextafterf(f, 0) + (double)f) / 2;
+    double hi = ((double)nextafterf(f, INFINITY) + (double)f) / 2;
+    double margin = d * 1e-15; /* many ulps of double, far below a float's */
+    if (d - margin <= lo || d + margin >= hi) return 0;
+    *out = neg ? -(double)f : (double)f;
+    return 1;
+}
+
 /* A JSON number as its correctly rounded double. Digits ≤ 19 and a decimal
  * exponent within ±22 of an exact mantissa ≤ 2^53 convert with one exact
  * multiply or divide (Clinger's fast path); anything else goes to strtod.
@@ -77,6 +96,9 @@ static int parse_number(parser *ps, double *out) {
         *out = neg ? -d : d;
         return 0;
     }
+    if (!truncated && ps->dt == DTYPE_FLOAT32 && exp10 >= -22 && exp10 <= 22 &&
+        float_shortcut(mant, exp10, neg, out))
+        return 0;
     char buf[128];
     size_t len = (size_t)(p - start);
     if (len >= sizeof buf) return -1;

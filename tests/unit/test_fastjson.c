@@ -82,6 +82,26 @@ static void test_fastjson_random_floats_match(void **state) {
     }
 }
 
+/* What Python sends for a float32 tensor: 17-digit reprs of the floats,
+ * which take the float32 shortcut instead of strtod. */
+static void test_fastjson_python_reprs_match(void **state) {
+    (void)state;
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+    char text[64 * 1024];
+    for (int round = 0; round < 100; round++) {
+        size_t len = (size_t)snprintf(text, sizeof text, "[");
+        for (int i = 0; i < 300; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            float f = (float)((double)(x >> 11) / 9007199254740992.0 * 6 - 3);
+            if (round % 2) f *= 1e-30f; /* small, and subnormal, values */
+            len += (size_t)snprintf(text + len, sizeof text - len, "%s%.17g",
+                                    i ? "," : "", (double)f);
+        }
+        snprintf(text + len, sizeof text - len, "]");
+        both(text, DTYPE_FLOAT32, 1);
+    }
+}
+
 static void test_fastjson_declines_the_unusual(void **state) {
     (void)state;
     static const char *cases[] = {
@@ -103,6 +123,7 @@ int main(void) {
         cmocka_unit_test(test_fastjson_matches_cjson_shapes),
         cmocka_unit_test(test_fastjson_matches_cjson_hard_numbers),
         cmocka_unit_test(test_fastjson_random_floats_match),
+        cmocka_unit_test(test_fastjson_python_reprs_match),
         cmocka_unit_test(test_fastjson_declines_the_unusual),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
