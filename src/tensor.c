@@ -158,6 +158,23 @@ static const char *path_of(decoder *d) {
     return d->path;
 }
 
+/* Allocate out's buffer for its shape and set up a decoder filling it. */
+static int decoder_start(decoder *d, backend_tensor *out, dtype_t dt,
+                         const char *where, char *err, size_t errlen) {
+    size_t esize = backend_dtype_size(dt);
+    out->nbytes = tensor_numel(out) * esize;
+    out->data = malloc(out->nbytes ? out->nbytes : 1);
+    if (!out->data)
+        return error_set(err, errlen, ERR_INTERNAL, "out of memory");
+    *d = (decoder){.dt = dt,
+                   .esize = esize,
+                   .data = out->data,
+                   .err = err,
+                   .errlen = errlen,
+                   .where = where};
+    return 0;
+}
+
 /* Store one JSON leaf as element d->next. */
 static int put_leaf(decoder *d, const cJSON *v) {
     double x;
@@ -282,17 +299,9 @@ int tensor_from_json(const cJSON *value, dtype_t dt, const char *where,
         out->shape[out->ndim++] = cJSON_GetArraySize(v);
         v = v->child;
     }
-    size_t numel = tensor_numel(out), esize = backend_dtype_size(dt);
-    out->nbytes = numel * esize;
-    out->data = malloc(out->nbytes ? out->nbytes : 1);
-    if (!out->data)
-        return error_set(err, errlen, ERR_INTERNAL, "out of memory");
-    decoder d = {.dt = dt,
-                 .esize = esize,
-                 .data = out->data,
-                 .err = err,
-                 .errlen = errlen,
-                 .where = where};
+    decoder d;
+    if (decoder_start(&d, out, dt, where, err, errlen))
+        return ERR_INTERNAL;
     int rc = walk(&d, value, out, 0);
     if (rc) tensor_free(out);
     return rc;
@@ -630,17 +639,9 @@ int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
         return error_set(err, errlen, ERR_BAD_REQUEST, "%s must be an array",
                          where);
     }
-    size_t esize = backend_dtype_size(dt);
-    out->nbytes = numel * esize;
-    out->data = malloc(out->nbytes ? out->nbytes : 1);
-    if (!out->data)
-        return error_set(err, errlen, ERR_INTERNAL, "out of memory");
-    decoder d = {.dt = dt,
-                 .esize = esize,
-                 .data = out->data,
-                 .err = err,
-                 .errlen = errlen,
-                 .where = where};
+    decoder d;
+    if (decoder_start(&d, out, dt, where, err, errlen))
+        return ERR_INTERNAL;
     int rc = 0;
     if (nested) {
         rc = walk(&d, value, out, 0);

@@ -63,4 +63,22 @@ static inline void tree_remove(fixture_tree *t) {
     t->root[0] = '\0';
 }
 
+/* cmocka setup and teardown: a fresh tree in *state for each test. */
+static inline int tree_setup(void **state) {
+    fixture_tree *t = calloc(1, sizeof *t);
+    if (!t || tree_make(t)) {
+        free(t);
+        return -1;
+    }
+    *state = t;
+    return 0;
+}
+
+static inline int tree_teardown(void **state) {
+    fixture_tree *t = *state;
+    tree_remove(t);
+    free(t);
+    return 0;
+}
+
 #endif

@@ -11,22 +11,6 @@
 #include "fixture_tree.h"
 #include "inferd/cgroup.h"
 
-static int tree_setup(void **state) {
-    fixture_tree *t = calloc(1, sizeof *t);
-    if (!t || tree_make(t)) {
-        free(t);
-        return -1;
-    }
-    *state = t;
-    return 0;
-}
-
-static int tree_teardown(void **state) {
-    fixture_tree *t = *state;
-    tree_remove(t);
-    free(t);
-    return 0;
-}
 
 #define W(t, rel, text) assert_int_equal(tree_write((t), (rel), (text)), 0)
 
