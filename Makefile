@@ -38,7 +38,11 @@ help:
 	@echo "make          build build/inferd and build/libinferd_torch.so"
 	@echo "make run      install missing packages, build, serve models/demo.pt"
 	@echo "make test     install missing packages, build, run every test"
-	@echo "make asan     build build/asan/inferd with ASan + UBSan"
+	@echo "make asan     build build/asan/inferd (+ shim) with ASan + UBSan"
+	@echo "make unit | integration | integration-asan   parts of make test"
+	@echo "make fuzz SECONDS=N   run each libFuzzer target N s"
+	@echo "make soak     long reliability runs"
+	@echo "make bench    benchmarks; writes docs/performance.md"
 	@echo "make LIBTORCH=/path/to/libtorch   build the shim against it"
 
 deps:
