@@ -592,9 +592,13 @@ static size_t count_leaves(const cJSON *v) {
     return n;
 }
 
-int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
-                            const int64_t *shape, int ndim, const char *where,
-                            backend_tensor *out, char *err, size_t errlen) {
+#define SHAPE_TEXT_LEN (BACKEND_MAX_DIMS * 21 + 3)
+
+/* What both shaped decoders do first: check rank and dtype, give out the
+ * shape, and write the shape's text (for messages) and element count. */
+static int shaped_start(backend_tensor *out, dtype_t dt, const int64_t *shape,
+                        int ndim, const char *where, char *stext,
+                        size_t *numel, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (ndim < 0 || ndim > BACKEND_MAX_DIMS || (unsigned)dt >= DTYPE_COUNT)
         return error_set(err, errlen, ERR_BAD_REQUEST, "%s: bad rank or dtype",
@@ -602,13 +606,23 @@ int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
     out->dtype = dt;
     out->ndim = ndim;
     if (ndim) memcpy(out->shape, shape, sizeof *shape * (size_t)ndim);
-    char stext[BACKEND_MAX_DIMS * 21 + 3];
-    shape_text(shape, ndim, stext, sizeof stext);
+    shape_text(shape, ndim, stext, SHAPE_TEXT_LEN);
     int ok;
-    size_t numel = shape_numel(shape, ndim, &ok);
+    *numel = shape_numel(shape, ndim, &ok);
     if (!ok)
         return error_set(err, errlen, ERR_BAD_REQUEST, "shape %s is too large",
                          stext);
+    return 0;
+}
+
+int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
+                            const int64_t *shape, int ndim, const char *where,
+                            backend_tensor *out, char *err, size_t errlen) {
+    char stext[SHAPE_TEXT_LEN];
+    size_t numel;
+    int rc = shaped_start(out, dt, shape, ndim, where, stext, &numel, err,
+                          errlen);
+    if (rc) return rc;
     int nested =
         cJSON_IsArray(value) && value->child && cJSON_IsArray(value->child);
     size_t have = count_leaves(value);
@@ -642,7 +656,6 @@ int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
     decoder d;
     if (decoder_start(&d, out, dt, where, err, errlen))
         return ERR_INTERNAL;
-    int rc = 0;
     if (nested) {
         rc = walk(&d, value, out, 0);
     } else if (cJSON_IsArray(value)) {
@@ -661,17 +674,12 @@ int tensor_from_json_shaped(const cJSON *value, dtype_t dt,
 int tensor_from_bytes(const void *data, size_t len, dtype_t dt,
                       const int64_t *shape, int ndim, const char *where,
                       backend_tensor *out, char *err, size_t errlen) {
-    memset(out, 0, sizeof *out);
-    if (ndim < 0 || ndim > BACKEND_MAX_DIMS || (unsigned)dt >= DTYPE_COUNT)
-        return error_set(err, errlen, ERR_BAD_REQUEST, "%s: bad rank or dtype",
-                         where);
-    char stext[BACKEND_MAX_DIMS * 21 + 3];
-    shape_text(shape, ndim, stext, sizeof stext);
-    int ok;
-    size_t want = shape_numel(shape, ndim, &ok) * backend_dtype_size(dt);
-    if (!ok)
-        return error_set(err, errlen, ERR_BAD_REQUEST, "shape %s is too large",
-                         stext);
+    char stext[SHAPE_TEXT_LEN];
+    size_t numel;
+    int rc = shaped_start(out, dt, shape, ndim, where, stext, &numel, err,
+                          errlen);
+    if (rc) return rc;
+    size_t want = numel * backend_dtype_size(dt);
     if (want != len)
         return error_set(err, errlen, ERR_BAD_REQUEST,
                          "%s has %zu bytes but shape %s of %s needs %zu",
@@ -682,9 +690,6 @@ int tensor_from_bytes(const void *data, size_t len, dtype_t dt,
                 return error_set(err, errlen, ERR_BAD_REQUEST,
                                  "%s: byte %zu is %u; a bool byte is 0 or 1",
                                  where, i, ((const uint8_t *)data)[i]);
-    out->dtype = dt;
-    out->ndim = ndim;
-    if (ndim) memcpy(out->shape, shape, sizeof *shape * (size_t)ndim);
     out->nbytes = len;
     out->data = malloc(len ? len : 1);
     if (!out->data)
