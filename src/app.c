@@ -72,9 +72,9 @@ static void deferred_run(queue_job *j) {
 
 static void deferred_reject(queue_job *j, int code) {
     deferred *d = (deferred *)j;
-    http_reply_error(d->req, error_http_status(code),
-                     "the server is shutting down; retry on another "
-                     "instance");
+    if (code == ERR_BUSY) http_reply_header(d->req, "Retry-After", "1");
+    http_reply_error(d->req, error_http_status(code), "%s",
+                     queue_refusal(code));
     deferred_done(d);
 }
 
@@ -97,15 +97,7 @@ void app_defer(http_request *req, queue *q,
     http_suspend(req);
     int rc = queue_push(q, &d->job);
     if (rc == 0) return;
-    if (rc == ERR_BUSY) {
-        http_reply_error(req, 503,
-                         "the inference queue is full (QUEUE_CAPACITY); "
-                         "retry after a second");
-        http_reply_header(req, "Retry-After", "1");
-    } else {
-        http_reply_error(req, 503, "the server is shutting down");
-    }
-    deferred_done(d);
+    deferred_reject(&d->job, rc);
 }
 
 cJSON *app_memory_json(void) {

@@ -190,6 +190,19 @@ static int parse_array(parser *ps, int d) {
     return ps->count[d] == ps->shape[d] ? 0 : -1;
 }
 
+const char *fastjson_skip_array(const char *p, const char *end) {
+    int depth = 0;
+    for (; p < end; p++) {
+        if (*p == '[')
+            depth++;
+        else if (*p == ']' && --depth == 0)
+            return p + 1;
+        else if (*p == '"' || *p == '{')
+            return NULL;
+    }
+    return NULL;
+}
+
 int fastjson_array(const char *text, size_t len, dtype_t dt,
                    backend_tensor *out, size_t *end) {
     parser ps;

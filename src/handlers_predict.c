@@ -70,17 +70,6 @@ static const char *skip_space(const char *p, const char *end) {
     return p;
 }
 
-/* Past a bracketed number array (no strings inside), or NULL. */
-static const char *skip_array(const char *p, const char *end) {
-    int depth = 0;
-    for (; p < end; p++) {
-        if (*p == '[') depth++;
-        else if (*p == ']' && --depth == 0) return p + 1;
-        else if (*p == '"' || *p == '{') return NULL;
-    }
-    return NULL;
-}
-
 /* Parse "key": value pairs of one object; arrays are only spanned, other
  * values are parsed by cJSON into *others (which the caller frees). */
 static int scan_object(const char **pp, const char *end, span *spans,
@@ -108,7 +97,7 @@ static int scan_object(const char **pp, const char *end, span *spans,
         s->key_len = klen;
         s->val = p;
         if (p < end && *p == '[') {
-            const char *q = skip_array(p, end);
+            const char *q = fastjson_skip_array(p, end);
             if (!q) return -1;
             s->val_len = (size_t)(q - p);
             p = q;
@@ -395,22 +384,10 @@ static int decode_raw(http_request *req, infer_job *j, char *err,
     return 0;
 }
 
-/* JSON, or what curl -d sends by default: users try the API with it. */
-static int json_content_type(const char *ctype) {
-    static const char *ok[] = {"application/json", "text/plain",
-                               "application/x-www-form-urlencoded"};
-    if (!ctype || !*ctype) return 1;
-    size_t len = strcspn(ctype, ";");
-    while (len && ctype[len - 1] == ' ') len--;
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (len == strlen(ok[i]) && !strncasecmp(ctype, ok[i], len)) return 1;
-    return len > 5 && !strncasecmp(ctype + len - 5, "+json", 5);
-}
-
 void handle_predict(http_request *req) {
     const char *ctype = http_header(req, "Content-Type");
     int raw = ctype && !strncasecmp(ctype, "application/octet-stream", 24);
-    if (!raw && !json_content_type(ctype)) {
+    if (!raw && !http_content_is_json(ctype)) {
         http_reply_error(req, 415,
                          "unsupported Content-Type \"%s\": send "
                          "application/json (or application/octet-stream with X-Shape and "

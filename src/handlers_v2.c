@@ -583,9 +583,7 @@ done:
 /* JSON (also what curl -d sends), or octet-stream for binary tensors. */
 static int accepted_type(const char *ctype, int *octet) {
     *octet = ctype && !strncasecmp(ctype, "application/octet-stream", 24);
-    return !ctype || !*ctype || *octet || strcasestr(ctype, "json") ||
-           !strncasecmp(ctype, "text/plain", 10) ||
-           !strncasecmp(ctype, "application/x-www-form-urlencoded", 33);
+    return *octet || http_content_is_json(ctype);
 }
 
 /* Length of the JSON header: Inference-Header-Content-Length, or the

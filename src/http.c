@@ -61,6 +61,17 @@ static void set_reply(http_request *req, int status, const char *ctype,
     req->replied = 1;
 }
 
+int http_content_is_json(const char *ctype) {
+    static const char *ok[] = {"application/json", "text/plain",
+                               "application/x-www-form-urlencoded"};
+    if (!ctype || !*ctype) return 1;
+    size_t len = strcspn(ctype, ";");
+    while (len && ctype[len - 1] == ' ') len--;
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (len == strlen(ok[i]) && !strncasecmp(ctype, ok[i], len)) return 1;
+    return len > 5 && !strncasecmp(ctype + len - 5, "+json", 5);
+}
+
 void http_reply_raw(http_request *req, int status, const char *content_type,
                     char *data, size_t len) {
     set_reply(req, status, content_type, data, len);

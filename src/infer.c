@@ -152,8 +152,8 @@ static void run_one(queue_job *qj) {
 static void reject(queue_job *qj, int code) {
     infer_job *j = (infer_job *)qj;
     j->rc = code;
-    snprintf(j->err, sizeof j->err,
-             "the server is shutting down; retry on another instance");
+    snprintf(j->err, sizeof j->err, "%s", queue_refusal(code));
+    if (code == ERR_BUSY) http_reply_header(j->req, "Retry-After", "1");
     finish(j);
 }
 
@@ -308,15 +308,5 @@ void infer_submit(infer_job *j, queue *q) {
     j->qjob.batch_key = j->key[0] ? j->key : NULL;
     http_suspend(j->req);
     int rc = queue_push(q, &j->qjob);
-    if (rc == 0) return;
-    j->rc = rc;
-    if (rc == ERR_BUSY) {
-        snprintf(j->err, sizeof j->err,
-                 "the inference queue is full (QUEUE_CAPACITY); retry after "
-                 "a second");
-        http_reply_header(j->req, "Retry-After", "1");
-    } else {
-        snprintf(j->err, sizeof j->err, "the server is shutting down");
-    }
-    finish(j);
+    if (rc) reject(&j->qjob, rc);
 }

@@ -139,6 +139,13 @@ int queue_push(queue *q, queue_job *job) {
     return rc;
 }
 
+const char *queue_refusal(int code) {
+    return code == ERR_BUSY
+               ? "the inference queue is full (QUEUE_CAPACITY); retry after "
+                 "a second"
+               : "the server is shutting down; retry on another instance";
+}
+
 int queue_depth(queue *q) {
     pthread_mutex_lock(&q->lock);
     int d = q->depth;

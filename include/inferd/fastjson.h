@@ -17,6 +17,11 @@
 
 #define FASTJSON_DECLINE 1
 
+/* Past the bracketed array at p (a '['), or NULL when it does not end
+ * before end or holds a string or an object: the fast path's first pass,
+ * which finds where "inputs" ends without reading its numbers. */
+const char *fastjson_skip_array(const char *p, const char *end);
+
 /* Decode the array that starts at text[0] ('[' after optional spaces) into
  * out (malloc'd data). On success returns 0 and sets *end past the array. */
 int fastjson_array(const char *text, size_t len, dtype_t dt,

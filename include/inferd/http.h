@@ -67,6 +67,11 @@ void http_stop(void);
 /* Value of a request header (case-insensitive), or NULL. */
 const char *http_header(http_request *req, const char *name);
 
+/* Whether a Content-Type (may be NULL) is read as JSON: none, JSON
+ * (application/json, any +json type, parameters allowed), or what curl -d
+ * sends by default (users try the API with it) and text/plain. */
+int http_content_is_json(const char *ctype);
+
 /* Reply with a JSON document; takes ownership of body. */
 void http_reply_json(http_request *req, int status, cJSON *body);
 

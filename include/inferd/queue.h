@@ -31,6 +31,11 @@ void queue_set_batching(queue *q, int max_batch, int timeout_us);
 /* 0, ERR_BUSY (full) or ERR_SHUTTING_DOWN. */
 int queue_push(queue *q, queue_job *job);
 
+/* What to tell a client whose job the queue refused (queue_push's
+ * ERR_BUSY, or ERR_SHUTTING_DOWN from the push or from reject). A refusal
+ * for ERR_BUSY is worth retrying: answer it with Retry-After: 1. */
+const char *queue_refusal(int code);
+
 /* Jobs waiting (not running). */
 int queue_depth(queue *q);
 
